@@ -1,0 +1,40 @@
+"""mlmatch: does a problem sit in an area where machine learning made a revolutionary advance?
+
+>>> import mlmatch
+>>> result = mlmatch.classify("Forecast next month's electricity demand for our region")
+>>> result.label, result.tier
+('time-series-forecasting', <Tier.LITTLE_PROGRESS: 'little-progress'>)
+
+Importing this package is cheap: the model loads on the first classification.
+"""
+
+from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
+from mlmatch.errors import ExemplarError, MlmatchError, ModelLoadError
+from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.matcher import Matcher, classify, classify_many, default_matcher
+from mlmatch.models import Category, Classification, Evidence, Match, Tier
+from mlmatch.scoring import Aggregation
+from mlmatch.version import __version__
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "NONE_LABEL",
+    "Aggregation",
+    "Category",
+    "Classification",
+    "Encoder",
+    "Evidence",
+    "ExemplarError",
+    "ExemplarSet",
+    "Match",
+    "Matcher",
+    "MlmatchError",
+    "ModelLoadError",
+    "Tier",
+    "__version__",
+    "classify",
+    "classify_many",
+    "default_matcher",
+    "load_encoder",
+    "load_exemplars",
+]

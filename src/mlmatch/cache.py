@@ -1,0 +1,100 @@
+"""A disk cache for exemplar embeddings, so a new process does not re-embed the exemplars.
+
+Entries are ``.npz`` files read with ``allow_pickle=False``. Each holds its arrays plus a SHA-256
+digest of their bytes; an entry whose digest, shapes or dtypes do not check out (a truncated or
+corrupted file) is ignored and rebuilt, never trusted. Writes go to a temporary file that is
+renamed into place, so concurrent processes never read a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CACHE_ENV", "EmbeddingCache", "cache_key", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "MLMATCH_CACHE_DIR"
+_DIGEST = "__digest__"
+# Bumped whenever the layout of an entry changes, so old entries are simply not found.
+_FORMAT = "1"
+
+
+def default_cache_dir() -> Path:
+    """``$MLMATCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlmatch``, else ``~/.cache/mlmatch``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "mlmatch"
+
+
+def cache_key(*parts: str) -> str:
+    """A file-name-safe key from the strings that determine an entry's content."""
+    digest = hashlib.sha256(_FORMAT.encode())
+    for part in parts:
+        digest.update(b"\0" + part.encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
+
+
+class EmbeddingCache:
+    """Arrays on disk under content-derived keys. ``directory=None`` disables caching."""
+
+    def __init__(self, directory: str | Path | None) -> None:
+        self.directory = Path(directory).expanduser() if directory is not None else None
+
+    def path(self, key: str) -> Path | None:
+        """Where the entry for ``key`` lives (None when caching is disabled)."""
+        return self.directory / f"{key}.npz" if self.directory is not None else None
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        """Return the arrays stored under ``key``, or None when absent or damaged."""
+        path = self.path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            stored = arrays.pop(_DIGEST)
+            if not np.array_equal(stored, _digest(arrays)):
+                raise ValueError("checksum mismatch")
+        except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
+            logger.warning("ignoring damaged cache entry %s (%s); rebuilding it", path, error)
+            return None
+        return arrays
+
+    def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Store arrays under ``key`` atomically; failure to write only logs a warning."""
+        path = self.path(key)
+        if path is None:
+            return
+        payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        payload[_DIGEST] = _digest(payload)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    np.savez(handle, allow_pickle=False, **payload)  # type: ignore[arg-type]
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            # A read-only or full disk must not stop classification; the next start re-embeds.
+            logger.warning("could not write cache entry %s (%s)", path, error)

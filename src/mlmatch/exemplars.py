@@ -1,0 +1,284 @@
+"""Loading and validating exemplar folders: the taxonomy and the problems that illustrate it.
+
+An exemplar folder holds ``tiers.yaml`` (the tiers and their advice) and one YAML file per
+category::
+
+    id: causal-inference
+    name: Causal inference
+    tier: little-progress
+    description: What belongs in this category.
+    exemplars:
+      - Did the loyalty programme make customers spend more?
+
+A file whose ``tier`` is ``none`` (conventionally ``none.yaml``) holds counter-examples: text that
+belongs to no category. Every problem is reported as an :class:`~mlmatch.errors.ExemplarError` that
+names the file and the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlmatch.errors import ExemplarError
+from mlmatch.models import Category, Tier
+
+__all__ = ["NONE_LABEL", "ExemplarSet", "TierInfo", "default_exemplar_dir", "load_exemplars"]
+
+NONE_LABEL = "none"
+TIERS_FILE = "tiers.yaml"
+_ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+class TierInfo(BaseModel):
+    """A tier of the taxonomy and the advice shown with its categories."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Tier
+    name: str = Field(min_length=1)
+    summary: str = Field(min_length=1, description="Completes 'This problem sits in ...'.")
+    advice: str = Field(min_length=1)
+
+
+class _TiersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: list[TierInfo] = Field(min_length=1)
+
+
+class _CategoryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str = Field(min_length=1)
+    tier: Tier | Literal["none"]
+    description: str = Field(min_length=1)
+    exemplars: list[str] = Field(min_length=1)
+
+    @field_validator("exemplars")
+    @classmethod
+    def _clean_exemplars(cls, texts: list[str]) -> list[str]:
+        cleaned: list[str] = []
+        seen: dict[str, int] = {}
+        for index, text in enumerate(texts):
+            stripped = " ".join(text.split())
+            if not stripped:
+                raise ValueError(f"entry {index} is empty")
+            key = unicodedata.normalize("NFKC", stripped).casefold()
+            if key in seen:
+                raise ValueError(
+                    f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}"
+                )
+            seen[key] = index
+            cleaned.append(stripped)
+        return cleaned
+
+
+@dataclass(frozen=True)
+class ExemplarSet:
+    """The taxonomy plus every exemplar text, flattened for embedding.
+
+    ``texts[i]`` is an exemplar of category ``labels[i]``; counter-examples carry the label
+    :data:`NONE_LABEL`. ``categories`` lists the real categories, best tier first.
+    """
+
+    categories: tuple[Category, ...]
+    tiers: tuple[TierInfo, ...]
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    source: str = "<memory>"
+    _by_id: dict[str, Category] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ExemplarError(f"{len(self.texts)} exemplar texts for {len(self.labels)} labels")
+        by_id = {category.id: category for category in self.categories}
+        unknown = sorted(set(self.labels) - set(by_id) - {NONE_LABEL})
+        if unknown:
+            raise ExemplarError(f"exemplars labelled with unknown categories: {unknown}")
+        empty = [c.id for c in self.categories if c.id not in set(self.labels)]
+        if empty:
+            raise ExemplarError(f"categories without exemplars: {empty}")
+        missing_tiers = {c.tier for c in self.categories} - {t.id for t in self.tiers}
+        if missing_tiers:
+            raise ExemplarError(f"no advice for tiers {sorted(t.value for t in missing_tiers)}")
+        object.__setattr__(self, "_by_id", by_id)
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> ExemplarSet:
+        """Load and validate an exemplar folder (see the module docstring for its layout)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ExemplarError(f"exemplar folder {folder} does not exist or is not a folder")
+        tiers_path = folder / TIERS_FILE
+        if not tiers_path.is_file():
+            raise ExemplarError(f"{folder} has no {TIERS_FILE} describing the tiers")
+        tiers = _validate(_TiersFile, tiers_path).tiers
+        files = sorted(p for p in folder.glob("*.y*ml") if p.name != TIERS_FILE)
+        if not files:
+            raise ExemplarError(f"{folder} holds no category files (*.yaml)")
+
+        categories: list[Category] = []
+        texts: list[str] = []
+        labels: list[str] = []
+        defined_in: dict[str, Path] = {}
+        for file in files:
+            entry = _validate(_CategoryFile, file)
+            if entry.id in defined_in:
+                raise ExemplarError(
+                    f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
+                )
+            if (entry.id == NONE_LABEL) != (entry.tier == NONE_LABEL):
+                raise ExemplarError(
+                    f"{file}: only the category with id 'none' may (and must) have tier 'none'"
+                )
+            defined_in[entry.id] = file
+            if entry.tier != NONE_LABEL:
+                categories.append(
+                    Category(
+                        id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
+                    )
+                )
+            texts.extend(entry.exemplars)
+            labels.extend([entry.id] * len(entry.exemplars))
+        _check_cross_file_duplicates(texts, labels, defined_in)
+
+        tier_order = {tier.id: rank for rank, tier in enumerate(tiers)}
+        if len(tier_order) != len(tiers):
+            raise ExemplarError(f"{tiers_path}: a tier is listed twice")
+        categories.sort(key=lambda c: (tier_order.get(c.tier, len(tiers)), c.id))
+        return cls(tuple(categories), tuple(tiers), tuple(texts), tuple(labels), str(folder))
+
+    def category(self, category_id: str) -> Category:
+        """Return the category with this id."""
+        try:
+            return self._by_id[category_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown category {category_id!r}; known ids: {sorted(self._by_id)}"
+            ) from None
+
+    def tier(self, tier: Tier) -> TierInfo:
+        """Return the description and advice of a tier."""
+        return next(t for t in self.tiers if t.id == tier)
+
+    @property
+    def category_ids(self) -> tuple[str, ...]:
+        """Ids of the real categories, in ranking order of their tiers."""
+        return tuple(c.id for c in self.categories)
+
+    @property
+    def has_none(self) -> bool:
+        """Whether the set includes counter-examples (exemplars of no category)."""
+        return NONE_LABEL in self.labels
+
+    def exemplars_of(self, category_id: str) -> list[str]:
+        """Return the exemplar texts of one category (or of ``none``)."""
+        return [t for t, label in zip(self.texts, self.labels) if label == category_id]
+
+    def counts(self) -> dict[str, int]:
+        """Number of exemplars per category id (including ``none`` when present)."""
+        result: dict[str, int] = {}
+        for label in self.labels:
+            result[label] = result.get(label, 0) + 1
+        return result
+
+    @property
+    def content_hash(self) -> str:
+        """A digest of everything that is embedded; it keys the embedding cache."""
+        payload = {
+            "texts": self.texts,
+            "labels": self.labels,
+            "descriptions": [(c.id, c.name, c.description) for c in self.categories],
+        }
+        blob = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(zip(self.texts, self.labels))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def default_exemplar_dir() -> Path:
+    """Return the folder of the exemplars that ship with mlmatch.
+
+    Installed from a wheel they live inside the package; in a source checkout (editable install)
+    they are read from the repository's ``data/exemplars``.
+    """
+    packaged = Path(str(resources.files("mlmatch"))) / "data" / "exemplars"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "data" / "exemplars"
+    if checkout.is_dir():
+        return checkout
+    raise ExemplarError(
+        f"the bundled exemplars are missing (looked in {packaged} and {checkout}); "
+        "reinstall mlmatch or pass Matcher(exemplars=...) with your own folder"
+    )
+
+
+def load_exemplars(path: str | Path | None = None) -> ExemplarSet:
+    """Load an exemplar folder, by default the one bundled with mlmatch."""
+    return ExemplarSet.from_directory(default_exemplar_dir() if path is None else path)
+
+
+def _validate(model: type[_TiersFile] | type[_CategoryFile], path: Path) -> _TiersFile | _CategoryFile:  # type: ignore[misc]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ExemplarError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ExemplarError(f"{path}: invalid YAML at {where}{problem}") from None
+    if not isinstance(data, dict):
+        raise ExemplarError(f"{path}: expected a mapping of fields, found {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e, data) for e in error.errors())
+        raise ExemplarError(f"{path}: {problems}") from None
+
+
+def _describe(error: object, data: dict[str, object]) -> str:
+    details = error if isinstance(error, dict) else {}
+    loc = ".".join(str(part) for part in details.get("loc", ()))
+    message = str(details.get("msg", "invalid value")).removeprefix("Value error, ")
+    if details.get("type") == "missing":
+        return f"missing field {loc!r}"
+    if details.get("type") == "extra_forbidden":
+        return f"unknown field {loc!r}"
+    if loc == "tier":
+        allowed = ", ".join(t.value for t in Tier)
+        return f"unknown tier {data.get('tier')!r} (expected one of {allowed}, or none)"
+    return f"{loc}: {message}"
+
+
+def _check_cross_file_duplicates(
+    texts: list[str], labels: list[str], files: dict[str, Path]
+) -> None:
+    seen: dict[str, str] = {}
+    for text, label in zip(texts, labels):
+        key = unicodedata.normalize("NFKC", text).casefold()
+        if key in seen and seen[key] != label:
+            raise ExemplarError(
+                f"{files[label]}: exemplar {_snippet(text)!r} also appears in {files[seen[key]]}"
+            )
+        seen[key] = label
+
+
+def _snippet(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,322 @@
+"""The matcher: embeds exemplars once, scores queries against them, explains with neighbours."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
+from mlmatch.encoders import Encoder, load_encoder
+from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.models import Category, Classification, Evidence, Match
+from mlmatch.scoring import Aggregation, Scorer, decide
+from mlmatch.text import clean_text, clean_texts
+
+__all__ = [
+    "DEFAULT_AGGREGATION",
+    "DEFAULT_THRESHOLD",
+    "Matcher",
+    "classify",
+    "classify_many",
+    "default_matcher",
+]
+
+logger = logging.getLogger(__name__)
+
+# The defaults won on data/eval/dev.jsonl and in cross-validation over the bundled exemplars;
+# benchmarks/compare_aggregations.py reproduces the comparison (table in the README).
+DEFAULT_AGGREGATION = Aggregation.HYBRID
+DEFAULT_DESCRIPTION_WEIGHT = 0.0
+DEFAULT_THRESHOLD = 0.2
+# Two categories whose scores differ by less than this are reported as a near tie.
+AMBIGUITY_MARGIN = 0.1
+EVIDENCE_PER_MATCH = 3
+DEFAULT_MAX_CHARS = 100_000
+# Queries are scored in chunks so the query-by-exemplar similarity matrix stays small.
+_CHUNK = 2048
+
+
+class Matcher:
+    """Classifies problem descriptions into the categories of an exemplar set.
+
+    Args:
+        model: A sentence-transformers model name or local folder; ``None`` is the bundled
+            all-MiniLM-L6-v2. Ignored when ``encoder`` is given.
+        exemplars: An exemplar folder or a loaded :class:`ExemplarSet`; ``None`` is the
+            bundled set.
+        encoder: Any object satisfying the :class:`~mlmatch.encoders.Encoder` protocol.
+        aggregation: How exemplar similarities become category scores (see
+            :class:`~mlmatch.scoring.Aggregation`).
+        k: Neighbours used by the ``topk`` and ``knn`` aggregations.
+        use_none: Let the ``none`` counter-examples compete as a pseudo-category; when it wins,
+            the matcher abstains.
+        description_weight: Weight in [0, 1] of the similarity to the category descriptions.
+        threshold: Abstain when the best category scores below this.
+        cache_dir: Where exemplar embeddings are cached (default: see
+            :func:`~mlmatch.cache.default_cache_dir`); ``use_cache=False`` disables caching.
+        batch_size: Texts per encoder batch.
+        max_chars: Longest accepted text; ``None`` accepts any length.
+        device: Torch device for the model (``"cpu"``, ``"cuda"``); default picks CUDA if present.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        exemplars: str | Path | ExemplarSet | None = None,
+        *,
+        encoder: Encoder | None = None,
+        aggregation: Aggregation | str = DEFAULT_AGGREGATION,
+        k: int = 3,
+        use_none: bool = True,
+        description_weight: float = DEFAULT_DESCRIPTION_WEIGHT,
+        threshold: float = DEFAULT_THRESHOLD,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        batch_size: int = 64,
+        max_chars: int | None = DEFAULT_MAX_CHARS,
+        device: str | None = None,
+    ) -> None:
+        if encoder is not None and model is not None:
+            raise ValueError("pass either model or encoder, not both")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if max_chars is not None and max_chars < 1:
+            raise ValueError(f"max_chars must be positive or None, got {max_chars}")
+        try:
+            aggregation = Aggregation(aggregation)
+        except ValueError:
+            known = ", ".join(a.value for a in Aggregation)
+            raise ValueError(f"unknown aggregation {aggregation!r}; use one of {known}") from None
+
+        self.exemplars = (
+            exemplars if isinstance(exemplars, ExemplarSet) else load_exemplars(exemplars)
+        )
+        self.encoder = encoder if encoder is not None else load_encoder(model, device=device)
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.max_chars = max_chars
+        self.use_none = use_none and self.exemplars.has_none
+        self._cache = EmbeddingCache(
+            (cache_dir if cache_dir is not None else default_cache_dir()) if use_cache else None
+        )
+
+        # Class indices: the categories in taxonomy order, then `none` when it competes.
+        self._class_ids = [*self.exemplars.category_ids] + ([NONE_LABEL] if self.use_none else [])
+        index = {label: i for i, label in enumerate(self._class_ids)}
+        self._labels = np.array([index.get(label, -1) for label in self.exemplars.labels])
+        self._embeddings, descriptions = self._embed_exemplars()
+        self._scored_rows = self._labels >= 0
+        self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
+        self._fit_scorer(descriptions)
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        """The categories this matcher can answer with, best tier first."""
+        return self.exemplars.categories
+
+    @property
+    def aggregation(self) -> Aggregation:
+        """The aggregation method in use."""
+        return self._scorer.aggregation
+
+    def classify(self, text: str) -> Classification:
+        """Classify one problem description."""
+        cleaned = clean_text(text, max_chars=self.max_chars)
+        return self._classify_clean([text], [cleaned], self.batch_size)[0]
+
+    def classify_many(
+        self, texts: Iterable[str], *, batch_size: int | None = None
+    ) -> list[Classification]:
+        """Classify many texts with batched encoding; results equal one-by-one calls."""
+        originals = list(texts) if not isinstance(texts, (str, bytes)) and texts is not None else texts
+        cleaned = clean_texts(originals, max_chars=self.max_chars)  # type: ignore[arg-type]
+        size = self.batch_size if batch_size is None else batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        results: list[Classification] = []
+        for start in range(0, len(cleaned), _CHUNK):
+            stop = start + _CHUNK
+            results.extend(
+                self._classify_clean(originals[start:stop], cleaned[start:stop], size)  # type: ignore[index]
+            )
+        return results
+
+    def __repr__(self) -> str:
+        return (
+            f"Matcher(model={self.encoder.model_id!r}, exemplars={self.exemplars.source!r}, "
+            f"aggregation={self.aggregation.value!r}, threshold={self.threshold})"
+        )
+
+    # ----------------------------------------------------------------- internals
+
+    def _embed_exemplars(self) -> tuple[np.ndarray, np.ndarray]:
+        key = cache_key("exemplars", self.encoder.model_id, self.exemplars.content_hash)
+        cached = self._cache.load(key)
+        n, n_categories = len(self.exemplars), len(self.exemplars.categories)
+        if cached is not None and _shapes_fit(cached, n, n_categories):
+            logger.debug("exemplar embeddings loaded from cache %s", self._cache.path(key))
+            return cached["exemplars"], cached["descriptions"]
+        logger.info("embedding %d exemplars with %s", n, self.encoder.model_id)
+        embeddings = self.encoder.encode(list(self.exemplars.texts), batch_size=self.batch_size)
+        descriptions = self.encoder.encode(
+            [f"{c.name}: {c.description}" for c in self.exemplars.categories],
+            batch_size=self.batch_size,
+        )
+        self._cache.save(key, {"exemplars": embeddings, "descriptions": descriptions})
+        return embeddings, descriptions
+
+    def _fit_scorer(self, descriptions: np.ndarray) -> None:
+        scorer = self._scorer
+        rows = self._scored_rows
+        state = None
+        key = ""
+        if scorer.aggregation in (Aggregation.LINEAR, Aggregation.HYBRID):
+            key = cache_key(
+                "linear",
+                self.encoder.model_id,
+                self.exemplars.content_hash,
+                f"use_none={self.use_none}",
+                f"C={scorer.linear_c}",
+            )
+            state = self._cache.load(key)
+        scorer.fit(
+            self._embeddings[rows],
+            self._labels[rows],
+            len(self._class_ids),
+            descriptions=descriptions,
+            linear_state=state,
+        )
+        if key and state is None:
+            self._cache.save(key, scorer.linear_state())
+
+    def _classify_clean(
+        self, originals: Sequence[str], cleaned: Sequence[str], batch_size: int
+    ) -> list[Classification]:
+        windows = self.encoder.windows(cleaned)
+        flat = [piece for pieces in windows for piece in pieces]
+        queries = self.encoder.encode(flat, batch_size=batch_size)
+        sims = queries @ self._embeddings.T
+        scores = self._scorer.score(queries, sims[:, self._scored_rows])
+
+        results = []
+        start = 0
+        for original, pieces in zip(originals, windows):
+            stop = start + len(pieces)
+            results.append(self._result(original, scores[start:stop], sims[start:stop]))
+            start = stop
+        return results
+
+    def _result(self, text: str, scores: np.ndarray, sims: np.ndarray) -> Classification:
+        # A long text arrives as several windows: a category counts as strongly as its best
+        # window, while `none` must hold for every window, so a problem stated anywhere counts.
+        n_categories = len(self.exemplars.categories)
+        merged = scores.max(axis=0)
+        if self.use_none:
+            merged[n_categories] = scores[:, n_categories].min()
+        none_score = float(merged[n_categories]) if self.use_none else 0.0
+        exemplar_sims = sims.max(axis=0)
+
+        order = np.argsort(-merged[:n_categories], kind="stable")
+        matches = [self._match(int(c), float(merged[c]), exemplar_sims) for c in order]
+        best = matches[0]
+        winner = decide(merged[None, :], n_categories, self.threshold, use_none=self.use_none)
+        abstain = bool(winner[0] < 0)
+        label = None if abstain else best.category.id
+        return Classification(
+            text=text,
+            label=label,
+            matches=matches,
+            verdict=self._verdict(label, best),
+            explanation=self._explain(matches, abstain, none_score),
+        )
+
+    def _match(self, class_index: int, score: float, exemplar_sims: np.ndarray) -> Match:
+        members = np.flatnonzero(self._labels == class_index)
+        nearest = members[np.argsort(-exemplar_sims[members], kind="stable")[:EVIDENCE_PER_MATCH]]
+        return Match(
+            category=self.exemplars.categories[class_index],
+            score=round(score, 6),
+            evidence=[
+                Evidence(text=self.exemplars.texts[i], similarity=round(float(exemplar_sims[i]), 6))
+                for i in nearest
+            ],
+        )
+
+    def _verdict(self, label: str | None, best: Match) -> str:
+        if label is None:
+            return (
+                "No verdict: mlmatch only judges problems that belong to one of its areas of "
+                "machine learning."
+            )
+        return self.exemplars.tier(best.category.tier).advice
+
+    def _explain(self, matches: list[Match], abstain: bool, none_score: float) -> str:
+        best, second = matches[0], matches[1] if len(matches) > 1 else None
+        if abstain:
+            reason = (
+                f"it reads most like text that needs no machine learning (score {none_score:.2f})"
+                if none_score > best.score
+                else f"its best score is {best.score:.2f}, below the threshold {self.threshold:.2f}"
+            )
+            return (
+                f"This does not look like a machine-learning problem of any known area, so it "
+                f"gets no category: {reason}. The nearest area was {best.category.name}."
+            )
+        tier = self.exemplars.tier(best.category.tier)
+        tie = (
+            f", nearly tied with {second.category.name} ({second.score:.2f})"
+            if second is not None and best.score - second.score < AMBIGUITY_MARGIN
+            else ""
+        )
+        example = best.evidence[0].text if best.evidence else ""
+        return (
+            f"This problem is closest to {best.category.name} (score {best.score:.2f}{tie}), "
+            f"{tier.summary}. The most similar known problem: “{_shorten(example)}”"
+        )
+
+
+def _shapes_fit(arrays: dict[str, np.ndarray], n_exemplars: int, n_categories: int) -> bool:
+    exemplars, descriptions = arrays.get("exemplars"), arrays.get("descriptions")
+    return (
+        exemplars is not None
+        and descriptions is not None
+        and exemplars.ndim == 2
+        and exemplars.shape[0] == n_exemplars
+        and descriptions.shape == (n_categories, exemplars.shape[1])
+        and bool(np.isfinite(exemplars).all())
+    )
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+_default: Matcher | None = None
+_default_lock = threading.Lock()
+
+
+def default_matcher() -> Matcher:
+    """The shared matcher behind :func:`classify`, built on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Matcher()
+        return _default
+
+
+def classify(text: str) -> Classification:
+    """Classify one problem description with the default matcher."""
+    return default_matcher().classify(text)
+
+
+def classify_many(texts: Iterable[str], *, batch_size: int | None = None) -> list[Classification]:
+    """Classify many problem descriptions with the default matcher (batched)."""
+    return default_matcher().classify_many(texts, batch_size=batch_size)

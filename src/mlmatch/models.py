@@ -1,0 +1,86 @@
+"""Typed, JSON-serializable results: categories, evidence, matches and classifications."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+__all__ = ["Category", "Classification", "Evidence", "Match", "Tier"]
+
+
+class Tier(str, Enum):
+    """How much machine learning has advanced in an area over the last decade."""
+
+    REVOLUTIONARY = "revolutionary"
+    PROGRESS = "progress"
+    LITTLE_PROGRESS = "little-progress"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Category(_Frozen):
+    """One area of machine-learning progress from the taxonomy."""
+
+    id: str = Field(description="Stable identifier, e.g. 'time-series-forecasting'.")
+    name: str = Field(description="Human-readable name.")
+    tier: Tier
+    description: str = Field(description="What kind of problem belongs here.")
+
+
+class Evidence(_Frozen):
+    """An exemplar problem description that supported a match."""
+
+    text: str
+    similarity: float = Field(description="Cosine similarity between the query and this exemplar.")
+
+
+class Match(_Frozen):
+    """How strongly a text matches one category, with the nearest exemplars as evidence."""
+
+    category: Category
+    score: float = Field(description="Match strength in [0, 1]; the ranking uses it.")
+    evidence: list[Evidence] = Field(description="The nearest exemplars of this category.")
+
+
+class Classification(_Frozen):
+    """The answer for one text: the best category (or none), every match, and plain advice."""
+
+    # `category` and `tier` are derived and serialized; ignoring them on input lets a dumped
+    # Classification be validated back.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    text: str
+    label: str | None = Field(description="Best category id, or None when no category fits.")
+    matches: list[Match] = Field(description="All categories, best first.")
+    verdict: str = Field(description="The tier's advice, or why no category was given.")
+    explanation: str = Field(description="One or two sentences for a non-expert.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def category(self) -> Category | None:
+        """The matched category, or None when mlmatch abstained."""
+        return self.matches[0].category if self.label is not None else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tier(self) -> Tier | None:
+        """The matched category's tier, or None when mlmatch abstained."""
+        return self.category.tier if self.category is not None else None
+
+    @property
+    def score(self) -> float:
+        """Score of the best-ranked category (also when abstaining)."""
+        return self.matches[0].score
+
+    @property
+    def runner_up(self) -> Match | None:
+        """The second-ranked match."""
+        return self.matches[1] if len(self.matches) > 1 else None
+
+    @property
+    def margin(self) -> float:
+        """Score gap between the best and the second-ranked category."""
+        return self.matches[0].score - self.matches[1].score if len(self.matches) > 1 else 1.0
