@@ -71,7 +71,8 @@ def evaluate(config, exemplar_emb, exemplar_labels, descriptions, category_ids, 
         t: float((predictions(scores, n_cat, t, use_none, category_ids) == dev_y).mean())
         for t in THRESHOLDS
     }
-    best_t = max(accuracy, key=lambda t: (accuracy[t], -t))
+    # Ties go to the highest threshold: abstaining more often costs nothing on the dev set.
+    best_t = max(accuracy, key=lambda t: (accuracy[t], t))
     predicted = predictions(scores, n_cat, best_t, use_none, category_ids)
     has_cat = dev_y != NONE_LABEL
     cat_top1 = float(

@@ -249,19 +249,20 @@ def _validate(model: type[_TiersFile] | type[_CategoryFile], path: Path) -> _Tie
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(_describe(e, data) for e in error.errors())
+        problems = "; ".join(dict.fromkeys(_describe(e, data) for e in error.errors()))
         raise ExemplarError(f"{path}: {problems}") from None
 
 
 def _describe(error: object, data: dict[str, object]) -> str:
     details = error if isinstance(error, dict) else {}
-    loc = ".".join(str(part) for part in details.get("loc", ()))
+    parts = details.get("loc", ())
+    loc = ".".join(str(part) for part in parts)
     message = str(details.get("msg", "invalid value")).removeprefix("Value error, ")
     if details.get("type") == "missing":
         return f"missing field {loc!r}"
     if details.get("type") == "extra_forbidden":
         return f"unknown field {loc!r}"
-    if loc == "tier":
+    if parts and parts[0] == "tier":
         allowed = ", ".join(t.value for t in Tier)
         return f"unknown tier {data.get('tier')!r} (expected one of {allowed}, or none)"
     return f"{loc}: {message}"

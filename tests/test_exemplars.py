@@ -1,0 +1,141 @@
+"""Exemplar folders: the bundled taxonomy honours its contract; broken files fail clearly."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, write_exemplar_dir
+
+from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars
+from mlmatch.exemplars import NONE_LABEL, default_exemplar_dir
+
+# The category ids and tiers are a contract (../shared/taxonomy.md).
+CONTRACT = {
+    "large-scale-training": Tier.REVOLUTIONARY,
+    "ml-infrastructure": Tier.REVOLUTIONARY,
+    "transfer-learning": Tier.REVOLUTIONARY,
+    "adversarial-attacks": Tier.REVOLUTIONARY,
+    "reinforcement-learning": Tier.PROGRESS,
+    "robotics": Tier.PROGRESS,
+    "interpretability": Tier.PROGRESS,
+    "robustness-uncertainty": Tier.PROGRESS,
+    "privacy-preserving-ml": Tier.PROGRESS,
+    "fairness": Tier.PROGRESS,
+    "causal-inference": Tier.LITTLE_PROGRESS,
+    "tabular-prediction": Tier.LITTLE_PROGRESS,
+    "time-series-forecasting": Tier.LITTLE_PROGRESS,
+    "continual-learning": Tier.LITTLE_PROGRESS,
+}
+
+
+def _key(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def test_bundled_taxonomy_matches_the_contract():
+    exemplars = load_exemplars()
+    assert {c.id: c.tier for c in exemplars.categories} == CONTRACT
+    counts = exemplars.counts()
+    assert all(counts[cid] >= 60 for cid in CONTRACT), counts
+    assert counts[NONE_LABEL] >= 120
+    assert {t.id for t in exemplars.tiers} == set(Tier)
+    # Categories come best tier first.
+    order = [c.tier for c in exemplars.categories]
+    assert order == sorted(order, key=list(Tier).index)
+
+
+def test_dev_set_is_labelled_and_disjoint_from_the_exemplars():
+    lines = (ROOT / "data" / "eval" / "dev.jsonl").read_text(encoding="utf-8").splitlines()
+    items = [json.loads(line) for line in lines if line.strip()]
+    labels = [item["label"] for item in items]
+    assert set(labels) == set(CONTRACT) | {NONE_LABEL}
+    assert all(labels.count(cid) >= 10 for cid in CONTRACT)
+    assert labels.count(NONE_LABEL) >= 30
+    exemplar_keys = {_key(t) for t in load_exemplars().texts}
+    assert not [item["text"] for item in items if _key(item["text"]) in exemplar_keys]
+
+
+def test_default_folder_is_the_checkout_data_in_development():
+    assert (default_exemplar_dir() / "tiers.yaml").is_file()
+
+
+def test_tiny_folder_loads(tiny_set: ExemplarSet):
+    assert tiny_set.category_ids == ("finetune", "robots", "forecasting")
+    assert tiny_set.has_none
+    assert len(tiny_set) == sum(len(texts) for _, texts in TINY.values())
+    assert tiny_set.exemplars_of("robots") == list(TINY["robots"][1])
+    with pytest.raises(KeyError, match="unknown category 'nope'"):
+        tiny_set.category("nope")
+
+
+def test_content_hash_changes_with_any_exemplar(tmp_path: Path):
+    first = ExemplarSet.from_directory(write_exemplar_dir(tmp_path / "a"))
+    changed = dict(TINY, robots=("progress", [*TINY["robots"][1], "robot vacuum maps a flat"]))
+    second = ExemplarSet.from_directory(write_exemplar_dir(tmp_path / "b", changed))
+    assert first.content_hash == ExemplarSet.from_directory(tmp_path / "a").content_hash
+    assert first.content_hash != second.content_hash
+
+
+def _break(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+GOOD_HEADER = "id: robots\nname: Robots\ntier: progress\ndescription: Robots.\n"
+
+
+@pytest.mark.parametrize(
+    ("file_text", "message"),
+    [
+        (GOOD_HEADER.replace("progress", "mythical") + "exemplars:\n  - a robot\n",
+         r"robots\.yaml: unknown tier 'mythical'"),
+        (GOOD_HEADER + "exemplars:\n  - a robot\n  - '   '\n",
+         r"robots\.yaml: exemplars: entry 1 is empty"),
+        (GOOD_HEADER + "exemplars:\n  - a robot arm\n  - A  robot ARM\n",
+         r"robots\.yaml: exemplars: entry 1 repeats entry 0: 'A robot ARM'"),
+        ("id: robots\nname: Robots\ntier: progress\nexemplars:\n  - a robot\n",
+         r"robots\.yaml: missing field 'description'"),
+        (GOOD_HEADER + "colour: blue\nexemplars:\n  - a robot\n",
+         r"robots\.yaml: unknown field 'colour'"),
+        (GOOD_HEADER + "exemplars: []\n", r"robots\.yaml: exemplars: List should have at least 1"),
+        (GOOD_HEADER + "exemplars:\n  - [unclosed\n", r"robots\.yaml: invalid YAML at line 7"),
+        ("- just\n- a list\n", r"robots\.yaml: expected a mapping of fields, found list"),
+        (GOOD_HEADER.replace("id: robots", "id: Robots!") + "exemplars:\n  - a robot\n",
+         r"robots\.yaml: id: String should match pattern"),
+        (GOOD_HEADER.replace("tier: progress", "tier: none") + "exemplars:\n  - a robot\n",
+         r"robots\.yaml: only the category with id 'none' may"),
+    ],
+)
+def test_broken_category_file_names_file_and_entry(tiny_dir: Path, file_text: str, message: str):
+    _break(tiny_dir, "robots.yaml", file_text)
+    with pytest.raises(ExemplarError, match=message):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_duplicate_category_id_names_both_files(tiny_dir: Path):
+    _break(tiny_dir, "robots2.yaml", GOOD_HEADER + "exemplars:\n  - another robot\n")
+    with pytest.raises(ExemplarError, match=r"robots2\.yaml: category id 'robots' is already"):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_exemplar_shared_by_two_categories_is_rejected(tiny_dir: Path):
+    _break(tiny_dir, "robots.yaml",
+           GOOD_HEADER + "exemplars:\n  - forecast next month sales demand\n")
+    with pytest.raises(ExemplarError, match=r"also appears in .*forecasting\.yaml"):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_missing_folder_and_missing_tiers(tmp_path: Path, tiny_dir: Path):
+    with pytest.raises(ExemplarError, match="does not exist"):
+        ExemplarSet.from_directory(tmp_path / "nowhere")
+    (tiny_dir / "tiers.yaml").unlink()
+    with pytest.raises(ExemplarError, match=r"has no tiers\.yaml"):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_non_utf8_file_is_reported(tiny_dir: Path):
+    (tiny_dir / "robots.yaml").write_bytes(GOOD_HEADER.encode() + b"exemplars:\n  - caf\xe9\n")
+    with pytest.raises(ExemplarError, match=r"robots\.yaml: not UTF-8 text"):
+        ExemplarSet.from_directory(tiny_dir)
