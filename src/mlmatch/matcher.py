@@ -136,8 +136,7 @@ class Matcher:
         self, texts: Iterable[str], *, batch_size: int | None = None
     ) -> list[Classification]:
         """Classify many texts with batched encoding; results equal one-by-one calls."""
-        originals = list(texts) if not isinstance(texts, (str, bytes)) and texts is not None else texts
-        cleaned = clean_texts(originals, max_chars=self.max_chars)  # type: ignore[arg-type]
+        originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
         size = self.batch_size if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
@@ -145,7 +144,7 @@ class Matcher:
         for start in range(0, len(cleaned), _CHUNK):
             stop = start + _CHUNK
             results.extend(
-                self._classify_clean(originals[start:stop], cleaned[start:stop], size)  # type: ignore[index]
+                self._classify_clean(originals[start:stop], cleaned[start:stop], size)
             )
         return results
 

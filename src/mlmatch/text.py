@@ -47,8 +47,13 @@ def clean_text(text: object, *, max_chars: int | None = None, what: str = "text"
     return cleaned.strip()
 
 
-def clean_texts(texts: Iterable[object], *, max_chars: int | None = None) -> list[str]:
-    """Validate a batch; an error names the index of the first bad item."""
+def clean_texts(
+    texts: Iterable[object], *, max_chars: int | None = None
+) -> tuple[list[str], list[str]]:
+    """Validate a batch and return (original texts, normalized texts).
+
+    An error names the index of the first bad item.
+    """
     if isinstance(texts, (str, bytes)):
         raise TypeError(
             "classify_many expects a list of strings, not a single string; "
@@ -62,4 +67,5 @@ def clean_texts(texts: Iterable[object], *, max_chars: int | None = None) -> lis
         raise TypeError(
             f"texts must be an iterable of strings, not {type(texts).__name__}"
         ) from None
-    return [clean_text(t, max_chars=max_chars, what=f"texts[{i}]") for i, t in enumerate(items)]
+    cleaned = [clean_text(t, max_chars=max_chars, what=f"texts[{i}]") for i, t in enumerate(items)]
+    return items, cleaned  # type: ignore[return-value]  # every item was checked to be a str

@@ -1,0 +1,61 @@
+"""The built wheel carries the exemplars and works when installed outside the checkout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    (built,) = out.glob("mlmatch-*.whl")
+    return built
+
+
+def test_wheel_contains_every_exemplar_file_and_py_typed(wheel: Path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    bundled = {p.name for p in (ROOT / "data" / "exemplars").glob("*.yaml")}
+    assert len(bundled) == 16  # tiers, 14 categories, none
+    assert {f"mlmatch/data/exemplars/{name}" for name in bundled} <= names
+    assert "mlmatch/py.typed" in names
+    assert not any(name.startswith(("tests/", "data/", "benchmarks/")) for name in names)
+
+
+def test_installed_wheel_classifies_from_another_folder(wheel: Path, tmp_path: Path):
+    env_dir = tmp_path / "venv"
+    # System site-packages supply the heavy dependencies; mlmatch itself comes from the wheel.
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True, capture_output=True,
+    )
+    code = (
+        "import json, mlmatch; "
+        "r = mlmatch.classify('How many umbrellas will we sell next week, from past weeks?'); "
+        "print(json.dumps({'file': mlmatch.__file__, 'label': r.label, "
+        "'exemplars': str(mlmatch.default_matcher().exemplars.source)}))"
+    )
+    run = subprocess.run(
+        [str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MLMATCH_CACHE_DIR": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["file"].startswith(str(env_dir))
+    assert result["exemplars"].startswith(str(env_dir))
+    assert result["label"] == "time-series-forecasting"
