@@ -89,7 +89,9 @@ def evaluate(config, exemplar_emb, exemplar_labels, descriptions, category_ids, 
         keep = y_train >= 0
         fold = Scorer(aggregation, k=k, description_weight=weight)
         fold.fit(exemplar_emb[train][keep], y_train[keep], n_classes, descriptions=descriptions)
-        fold_pred = predictions(fold.score(exemplar_emb[test]), n_cat, best_t, use_none, category_ids)
+        fold_pred = predictions(
+            fold.score(exemplar_emb[test]), n_cat, best_t, use_none, category_ids
+        )
         correct += int((fold_pred == labels[test]).sum())
     cv = correct / len(labels)
     return accuracy[best_t], cat_top1, none_recall, cv, best_t

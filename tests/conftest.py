@@ -33,26 +33,38 @@ tiers:
 """
 
 TINY = {
-    "forecasting": ("little-progress", [
-        "forecast next month sales demand",
-        "predict future electricity load demand",
-        "weekly demand forecast for stores",
-    ]),
-    "robots": ("progress", [
-        "robot arm grasping boxes warehouse",
-        "legged robot walking outdoors",
-        "robot gripper picks fruit",
-    ]),
-    "finetune": ("revolutionary", [
-        "fine tune pretrained language model",
-        "adapt pretrained vision model small dataset",
-        "fine tune pretrained model on tickets",
-    ]),
-    "none": ("none", [
-        "recipe for chocolate cake",
-        "cheap flights to lisbon",
-        "fix a leaking kitchen tap",
-    ]),
+    "forecasting": (
+        "little-progress",
+        [
+            "forecast next month sales demand",
+            "predict future electricity load demand",
+            "weekly demand forecast for stores",
+        ],
+    ),
+    "robots": (
+        "progress",
+        [
+            "robot arm grasping boxes warehouse",
+            "legged robot walking outdoors",
+            "robot gripper picks fruit",
+        ],
+    ),
+    "finetune": (
+        "revolutionary",
+        [
+            "fine tune pretrained language model",
+            "adapt pretrained vision model small dataset",
+            "fine tune pretrained model on tickets",
+        ],
+    ),
+    "none": (
+        "none",
+        [
+            "recipe for chocolate cake",
+            "cheap flights to lisbon",
+            "fix a leaking kitchen tap",
+        ],
+    ),
 }
 
 
@@ -96,8 +108,13 @@ def write_exemplar_dir(folder: Path, categories: dict = TINY, tiers: str = TIERS
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiers.yaml").write_text(tiers, encoding="utf-8")
     for cid, (tier, texts) in categories.items():
-        lines = [f"id: {cid}", f"name: {cid.title()}", f"tier: {tier}",
-                 f"description: Problems about {cid}.", "exemplars:"]
+        lines = [
+            f"id: {cid}",
+            f"name: {cid.title()}",
+            f"tier: {tier}",
+            f"description: Problems about {cid}.",
+            "exemplars:",
+        ]
         lines += [f"  - {t}" for t in texts]
         (folder / f"{cid}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder

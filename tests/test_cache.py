@@ -82,8 +82,12 @@ def test_entry_round_trip_and_checksum(tmp_path: Path):
     # A valid archive whose contents were swapped fails the checksum.
     path = cache.path(key)
     assert path is not None
-    np.savez(path, a=np.zeros((2, 3), dtype=np.float32), b=np.ones(4),
-             __digest__=np.load(path)["__digest__"])
+    np.savez(
+        path,
+        a=np.zeros((2, 3), dtype=np.float32),
+        b=np.ones(4),
+        __digest__=np.load(path)["__digest__"],
+    )
     assert cache.load(key) is None
 
 

@@ -89,23 +89,37 @@ GOOD_HEADER = "id: robots\nname: Robots\ntier: progress\ndescription: Robots.\n"
 @pytest.mark.parametrize(
     ("file_text", "message"),
     [
-        (GOOD_HEADER.replace("progress", "mythical") + "exemplars:\n  - a robot\n",
-         r"robots\.yaml: unknown tier 'mythical'"),
-        (GOOD_HEADER + "exemplars:\n  - a robot\n  - '   '\n",
-         r"robots\.yaml: exemplars: entry 1 is empty"),
-        (GOOD_HEADER + "exemplars:\n  - a robot arm\n  - A  robot ARM\n",
-         r"robots\.yaml: exemplars: entry 1 repeats entry 0: 'A robot ARM'"),
-        ("id: robots\nname: Robots\ntier: progress\nexemplars:\n  - a robot\n",
-         r"robots\.yaml: missing field 'description'"),
-        (GOOD_HEADER + "colour: blue\nexemplars:\n  - a robot\n",
-         r"robots\.yaml: unknown field 'colour'"),
+        (
+            GOOD_HEADER.replace("progress", "mythical") + "exemplars:\n  - a robot\n",
+            r"robots\.yaml: unknown tier 'mythical'",
+        ),
+        (
+            GOOD_HEADER + "exemplars:\n  - a robot\n  - '   '\n",
+            r"robots\.yaml: exemplars: entry 1 is empty",
+        ),
+        (
+            GOOD_HEADER + "exemplars:\n  - a robot arm\n  - A  robot ARM\n",
+            r"robots\.yaml: exemplars: entry 1 repeats entry 0: 'A robot ARM'",
+        ),
+        (
+            "id: robots\nname: Robots\ntier: progress\nexemplars:\n  - a robot\n",
+            r"robots\.yaml: missing field 'description'",
+        ),
+        (
+            GOOD_HEADER + "colour: blue\nexemplars:\n  - a robot\n",
+            r"robots\.yaml: unknown field 'colour'",
+        ),
         (GOOD_HEADER + "exemplars: []\n", r"robots\.yaml: exemplars: List should have at least 1"),
         (GOOD_HEADER + "exemplars:\n  - [unclosed\n", r"robots\.yaml: invalid YAML at line 7"),
         ("- just\n- a list\n", r"robots\.yaml: expected a mapping of fields, found list"),
-        (GOOD_HEADER.replace("id: robots", "id: Robots!") + "exemplars:\n  - a robot\n",
-         r"robots\.yaml: id: String should match pattern"),
-        (GOOD_HEADER.replace("tier: progress", "tier: none") + "exemplars:\n  - a robot\n",
-         r"robots\.yaml: only the category with id 'none' may"),
+        (
+            GOOD_HEADER.replace("id: robots", "id: Robots!") + "exemplars:\n  - a robot\n",
+            r"robots\.yaml: id: String should match pattern",
+        ),
+        (
+            GOOD_HEADER.replace("tier: progress", "tier: none") + "exemplars:\n  - a robot\n",
+            r"robots\.yaml: only the category with id 'none' may",
+        ),
     ],
 )
 def test_broken_category_file_names_file_and_entry(tiny_dir: Path, file_text: str, message: str):
@@ -121,8 +135,9 @@ def test_duplicate_category_id_names_both_files(tiny_dir: Path):
 
 
 def test_exemplar_shared_by_two_categories_is_rejected(tiny_dir: Path):
-    _break(tiny_dir, "robots.yaml",
-           GOOD_HEADER + "exemplars:\n  - forecast next month sales demand\n")
+    _break(
+        tiny_dir, "robots.yaml", GOOD_HEADER + "exemplars:\n  - forecast next month sales demand\n"
+    )
     with pytest.raises(ExemplarError, match=r"also appears in .*forecasting\.yaml"):
         ExemplarSet.from_directory(tiny_dir)
 

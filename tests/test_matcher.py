@@ -84,16 +84,23 @@ def test_threshold_controls_abstention(tiny_set: ExemplarSet, fake_encoder: Fake
 def test_unrelated_text_abstains_without_none_exemplars(tmp_path: Path, fake_encoder):
     no_none = {k: v for k, v in TINY.items() if k != "none"}
     folder = write_exemplar_dir(tmp_path / "ex", no_none)
-    matcher = Matcher(exemplars=folder, encoder=fake_encoder, aggregation="max",
-                      threshold=0.5, use_cache=False)
+    matcher = Matcher(
+        exemplars=folder, encoder=fake_encoder, aggregation="max", threshold=0.5, use_cache=False
+    )
     assert matcher.classify("zebra quilt marmalade").label is None
     assert matcher.classify("legged robot walking outdoors at night").label == "robots"
 
 
 @pytest.mark.parametrize("aggregation", list(Aggregation))
 def test_every_aggregation_finds_the_obvious_category(tiny_set, fake_encoder, aggregation):
-    matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, aggregation=aggregation,
-                      threshold=0.0, use_cache=False, description_weight=0.2)
+    matcher = Matcher(
+        exemplars=tiny_set,
+        encoder=fake_encoder,
+        aggregation=aggregation,
+        threshold=0.0,
+        use_cache=False,
+        description_weight=0.2,
+    )
     result = matcher.classify("fine tune a pretrained language model on our tickets")
     assert result.label == "finetune"
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_dev_set_accuracy_and_abstention(real_matcher: Matcher, dev_set):
-    texts, labels = zip(*dev_set)
+    texts, labels = zip(*dev_set, strict=True)
     predicted = [r.label or NONE_LABEL for r in real_matcher.classify_many(texts)]
     correct = np.array(predicted) == np.array(labels)
     is_none = np.array(labels) == NONE_LABEL
@@ -23,12 +23,18 @@ def test_dev_set_accuracy_and_abstention(real_matcher: Matcher, dev_set):
 @pytest.mark.parametrize(
     ("text", "label"),
     [
-        ("How many ice creams will each of our kiosks sell next week, given past sales?",
-         "time-series-forecasting"),
-        ("Can we fine-tune an existing image model on 300 photos of our welding defects?",
-         "transfer-learning"),
-        ("Someone put stickers on stop signs and our car's vision model misreads them.",
-         "adversarial-attacks"),
+        (
+            "How many ice creams will each of our kiosks sell next week, given past sales?",
+            "time-series-forecasting",
+        ),
+        (
+            "Can we fine-tune an existing image model on 300 photos of our welding defects?",
+            "transfer-learning",
+        ),
+        (
+            "Someone put stickers on stop signs and our car's vision model misreads them.",
+            "adversarial-attacks",
+        ),
         ("What is a good recipe for banana bread without eggs?", None),
         ("Our Postgres query on the orders table takes 40 seconds; how do I add an index?", None),
     ],
@@ -57,7 +63,7 @@ def test_problem_stated_after_the_model_window_counts(real_matcher: Matcher):
 def test_batch_equals_single_with_the_real_model(real_matcher: Matcher, dev_set):
     texts = [text for text, _ in dev_set[:12]]
     batched = real_matcher.classify_many(texts, batch_size=5)
-    for text, result in zip(texts, batched):
+    for text, result in zip(texts, batched, strict=True):
         single = real_matcher.classify(text)
         assert single.label == result.label
         assert [m.category.id for m in single.matches[:3]] == [

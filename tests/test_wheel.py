@@ -20,7 +20,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
-        cwd=ROOT, check=True, capture_output=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     (built,) = out.glob("mlmatch-*.whl")
     return built
@@ -42,7 +44,8 @@ def test_installed_wheel_classifies_from_another_folder(wheel: Path, tmp_path: P
     python = env_dir / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     code = (
         "import json, mlmatch; "
@@ -51,7 +54,10 @@ def test_installed_wheel_classifies_from_another_folder(wheel: Path, tmp_path: P
         "'exemplars': str(mlmatch.default_matcher().exemplars.source)}))"
     )
     run = subprocess.run(
-        [str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        [str(python), "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MLMATCH_CACHE_DIR": str(tmp_path)},
     )
     assert run.returncode == 0, run.stderr[-2000:]

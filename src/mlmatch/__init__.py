@@ -1,4 +1,4 @@
-"""mlmatch: does a problem sit in an area where machine learning made a revolutionary advance?
+"""mlmatch tells whether a problem sits where machine learning made a revolutionary advance.
 
 >>> import mlmatch
 >>> result = mlmatch.classify("Forecast next month's electricity demand for our region")

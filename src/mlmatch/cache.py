@@ -90,7 +90,7 @@ class EmbeddingCache:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    np.savez(handle, allow_pickle=False, **payload)  # type: ignore[arg-type]
+                    np.savez(handle, allow_pickle=False, **payload)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

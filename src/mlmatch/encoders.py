@@ -104,7 +104,7 @@ class SentenceTransformerEncoder:
             return_attention_mask=False,
             verbose=False,
         )
-        for i, offsets in zip(long, encoded["offset_mapping"]):
+        for i, offsets in zip(long, encoded["offset_mapping"], strict=True):
             result[i] = token_windows(texts[i], offsets, self.max_tokens)
         return result
 
@@ -210,9 +210,9 @@ def _quiet_transformers() -> Iterator[None]:
         yield
         return
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,12 +76,13 @@ class _CategoryFile(BaseModel):
                 raise ValueError(f"entry {index} is empty")
             key = unicodedata.normalize("NFKC", stripped).casefold()
             if key in seen:
-                raise ValueError(
-                    f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}"
-                )
+                raise ValueError(f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}")
             seen[key] = index
             cleaned.append(stripped)
         return cleaned
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class ExemplarSet:
                     f"{file}: only the category with id 'none' may (and must) have tier 'none'"
                 )
             defined_in[entry.id] = file
-            if entry.tier != NONE_LABEL:
+            if isinstance(entry.tier, Tier):
                 categories.append(
                     Category(
                         id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
@@ -184,7 +185,7 @@ class ExemplarSet:
 
     def exemplars_of(self, category_id: str) -> list[str]:
         """Return the exemplar texts of one category (or of ``none``)."""
-        return [t for t, label in zip(self.texts, self.labels) if label == category_id]
+        return [t for t, label in zip(self.texts, self.labels, strict=True) if label == category_id]
 
     def counts(self) -> dict[str, int]:
         """Number of exemplars per category id (including ``none`` when present)."""
@@ -205,7 +206,7 @@ class ExemplarSet:
         return hashlib.sha256(blob).hexdigest()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(zip(self.texts, self.labels))
+        return iter(zip(self.texts, self.labels, strict=True))
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -234,11 +235,13 @@ def load_exemplars(path: str | Path | None = None) -> ExemplarSet:
     return ExemplarSet.from_directory(default_exemplar_dir() if path is None else path)
 
 
-def _validate(model: type[_TiersFile] | type[_CategoryFile], path: Path) -> _TiersFile | _CategoryFile:  # type: ignore[misc]
+def _validate(model: type[_Model], path: Path) -> _Model:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
-        raise ExemplarError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise ExemplarError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -272,7 +275,7 @@ def _check_cross_file_duplicates(
     texts: list[str], labels: list[str], files: dict[str, Path]
 ) -> None:
     seen: dict[str, str] = {}
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=True):
         key = unicodedata.normalize("NFKC", text).casefold()
         if key in seen and seen[key] != label:
             raise ExemplarError(

@@ -61,6 +61,7 @@ class Matcher:
         batch_size: Texts per encoder batch.
         max_chars: Longest accepted text; ``None`` accepts any length.
         device: Torch device for the model (``"cpu"``, ``"cuda"``); default picks CUDA if present.
+
     """
 
     def __init__(
@@ -143,9 +144,7 @@ class Matcher:
         results: list[Classification] = []
         for start in range(0, len(cleaned), _CHUNK):
             stop = start + _CHUNK
-            results.extend(
-                self._classify_clean(originals[start:stop], cleaned[start:stop], size)
-            )
+            results.extend(self._classify_clean(originals[start:stop], cleaned[start:stop], size))
         return results
 
     def __repr__(self) -> str:
@@ -207,7 +206,7 @@ class Matcher:
 
         results = []
         start = 0
-        for original, pieces in zip(originals, windows):
+        for original, pieces in zip(originals, windows, strict=True):
             stop = start + len(pieces)
             results.append(self._result(original, scores[start:stop], sims[start:stop]))
             start = stop

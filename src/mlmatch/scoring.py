@@ -116,7 +116,7 @@ class Scorer:
         scores = self._raw_scores(queries, sims)
         if self.description_weight > 0 and self._descriptions is not None:
             scores = self._blend_descriptions(queries, scores)
-        return np.clip(scores, 0.0, 1.0)
+        return np.asarray(np.clip(scores, 0.0, 1.0))
 
     def _raw_scores(self, queries: np.ndarray, sims: np.ndarray) -> np.ndarray:
         n_queries = sims.shape[0]
@@ -127,17 +127,17 @@ class Scorer:
                 return probabilities
             neighbours = _softmax(self._top_k_mean(sims) / HYBRID_TEMPERATURE)
             share = HYBRID_LINEAR_SHARE
-            return share * probabilities + (1 - share) * neighbours
+            return np.asarray(share * probabilities + (1 - share) * neighbours)
         if self.aggregation is Aggregation.CENTROID:
             assert self._centroids is not None
-            return queries @ self._centroids.T
+            return np.asarray(queries @ self._centroids.T)
         if self.aggregation is Aggregation.KNN:
             k = min(self.k, sims.shape[1])
             nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 0.0, None)
             votes = np.zeros((n_queries, self._n_classes), dtype=np.float64)
             np.add.at(votes, (np.arange(n_queries)[:, None], self._labels[nearest]), weights)
-            return votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+            return np.asarray(votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12))
         if self.aggregation is Aggregation.MAX:
             return self._top_k_mean(sims, k=1)
         return self._top_k_mean(sims)
