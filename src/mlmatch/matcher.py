@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 # benchmarks/compare_aggregations.py reproduces the comparison (table in the README).
 DEFAULT_AGGREGATION = Aggregation.HYBRID
 DEFAULT_DESCRIPTION_WEIGHT = 0.0
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD = 0.22
 # Two categories whose scores differ by less than this are reported as a near tie.
 AMBIGUITY_MARGIN = 0.1
 EVIDENCE_PER_MATCH = 3

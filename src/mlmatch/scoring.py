@@ -40,7 +40,7 @@ class Aggregation(str, Enum):
 LINEAR_C = 10.0
 # In the hybrid, the linear head's share; the rest is the neighbours' softmax at this temperature.
 # Chosen on the dev set and in cross-validation (benchmarks/compare_aggregations.py).
-HYBRID_LINEAR_SHARE = 0.7
+HYBRID_LINEAR_SHARE = 0.5
 HYBRID_TEMPERATURE = 0.05
 # Temperature that turns description similarities into a distribution for blending with the
 # linear head's probabilities; cosine similarities span roughly 0.1 to 0.7.
