@@ -19,6 +19,8 @@ def matcher(tiny_set, fake_encoder) -> Matcher:
         ("", ValueError, r"text is empty; pass a sentence"),
         ("   \n\t ", ValueError, r"text is only whitespace or control characters"),
         ("\x00\x07\x1b", ValueError, r"text is only whitespace or control characters"),
+        ("42", ValueError, r"text has no letters \('42'\); pass words describing a problem"),
+        ("3.14 -- 2,000 %", ValueError, r"text has no letters"),
         (None, TypeError, r"text is None; pass a string"),
         (42, TypeError, r"text must be a str, not int"),
         (["a list"], TypeError, r"text must be a str, not list"),

@@ -6,7 +6,7 @@ data, ``RuntimeError`` for a model that cannot be loaded), so ``except ValueErro
 
 from __future__ import annotations
 
-__all__ = ["ExemplarError", "MlmatchError", "ModelLoadError"]
+__all__ = ["DataFileError", "ExemplarError", "MlmatchError", "ModelLoadError"]
 
 
 class MlmatchError(Exception):
@@ -19,3 +19,7 @@ class ExemplarError(MlmatchError, ValueError):
 
 class ModelLoadError(MlmatchError, RuntimeError):
     """The sentence-embedding model could not be loaded from local files."""
+
+
+class DataFileError(MlmatchError, ValueError):
+    """A table to score or evaluate cannot be read or written as asked."""

@@ -5,7 +5,8 @@ The rules, which the README documents:
 * ``None`` and anything that is not a ``str`` raise ``TypeError``.
 * Text is Unicode-normalized (NFC); control characters other than tab and newline become spaces,
   so a stray NUL or escape sequence neither crashes the tokenizer nor changes the meaning.
-* Text that is empty, or only whitespace and control characters, raises ``ValueError``.
+* Text that is empty, or only whitespace and control characters, raises ``ValueError``; so does
+  text without a single letter in any script (``"42"``, ``"---"``), which describes no problem.
 * Text longer than ``max_chars`` raises ``ValueError`` (the limit is a guard against pasting a
   whole file by mistake; ``None`` lifts it). Long text under the limit is never truncated: the
   matcher splits it into windows.
@@ -44,7 +45,16 @@ def clean_text(text: object, *, max_chars: int | None = None, what: str = "text"
     if not cleaned.strip():
         kind = "empty" if not text else "only whitespace or control characters"
         raise ValueError(f"{what} is {kind}; pass a sentence or more describing a problem")
+    if not any(character.isalpha() for character in cleaned):
+        raise ValueError(
+            f"{what} has no letters ({_preview(cleaned)}); pass words describing a problem"
+        )
     return cleaned.strip()
+
+
+def _preview(text: str, width: int = 30) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def clean_texts(

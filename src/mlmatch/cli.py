@@ -1,0 +1,406 @@
+"""The ``mlmatch`` command line: classify, score, categories, evaluate.
+
+A thin layer over the library: it parses options, renders results, and turns library errors into
+one-line messages with exit code 2 (1 for unexpected errors; ``--debug`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlmatch.errors import DataFileError, MlmatchError
+from mlmatch.version import __version__
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERROR = 2
+INTERNAL_ERROR = 1
+
+
+class _Group(click.Group):
+    """Turns exceptions into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("mlmatch: interrupted", err=True)
+            ctx.exit(130)
+        except (MlmatchError, ValueError, TypeError, OSError) as error:
+            if _debug(ctx):
+                raise
+            click.echo(f"mlmatch: error: {error}", err=True)
+            ctx.exit(USER_ERROR)
+        except Exception as error:
+            if _debug(ctx):
+                raise
+            click.echo(
+                f"mlmatch: internal error: {type(error).__name__}: {error} "
+                "(rerun with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(INTERNAL_ERROR)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().params.get("debug"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlmatch")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def main(debug: bool) -> None:
+    """Tell whether a problem sits where machine learning made a revolutionary advance."""
+
+
+def matcher_options(command: F) -> F:
+    """Options shared by the commands that classify."""
+    options = [
+        click.option(
+            "--model",
+            default=None,
+            help="Local sentence-transformers folder (default: bundled all-MiniLM-L6-v2).",
+        ),
+        click.option(
+            "--exemplars",
+            type=click.Path(exists=True, file_okay=False),
+            default=None,
+            help="Exemplar folder (default: the bundled taxonomy).",
+        ),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help="Abstain below this score.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Texts per encoder batch.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _matcher(
+    model: str | None, exemplars: str | None, threshold: float | None, batch_size: int
+) -> Any:
+    from mlmatch.matcher import DEFAULT_THRESHOLD, Matcher
+
+    return Matcher(
+        model=model,
+        exemplars=exemplars,
+        batch_size=batch_size,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+    )
+
+
+# ----------------------------------------------------------------------------- classify
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Show this many matches with their evidence.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text.")
+@matcher_options
+def classify(texts: tuple[str, ...], top: int, as_json: bool, **options: Any) -> None:
+    """Classify TEXTS (or, without them, each line of stdin)."""
+    items = list(texts)
+    if not items:
+        if sys.stdin.isatty():
+            raise click.UsageError("give a TEXT to classify, or pipe text lines on stdin")
+        items = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        if not items:
+            raise DataFileError("stdin held no text to classify")
+    matcher = _matcher(**options)
+    results = matcher.classify_many(items)
+    for result in results:
+        if as_json:
+            click.echo(result.model_dump_json())
+        else:
+            click.echo(_render(result, top))
+
+
+def _render(result: Any, top: int) -> str:
+    best = result.matches[0]
+    if result.label is None:
+        head = f"no category (closest: {best.category.id}, score {best.score:.2f})"
+    else:
+        head = (
+            f"{result.label} · {best.category.name} · {best.category.tier.value} "
+            f"· score {best.score:.2f}"
+        )
+    lines = [head, f"  {result.explanation}", f"  Verdict: {result.verdict}"]
+    if top > 1:
+        lines.append("  Matches:")
+        for rank, match in enumerate(result.matches[:top], start=1):
+            lines.append(f"  {rank:2d}. {match.category.id:26} {match.score:.3f}")
+            for evidence in match.evidence:
+                text = evidence.text if len(evidence.text) <= 90 else evidence.text[:89] + "…"
+                lines.append(f"        {evidence.similarity:.2f}  {text}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- score
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    help="Output file (- for stdout). Written atomically: complete or absent.",
+)
+@click.option(
+    "-t",
+    "--text-column",
+    "text_columns",
+    multiple=True,
+    required=True,
+    help="Column holding the text; repeat to join several columns.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1, max=14),
+    default=1,
+    show_default=True,
+    help="Also add the next N-1 matches and their scores.",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    default=None,
+    help="Input format (default: from the file suffix; stdin: csv).",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    default=None,
+    help="Output format (default: from the suffix, else the input's).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Rows read, scored and written at a time.",
+)
+@click.option(
+    "--encoding-errors",
+    type=click.Choice(["strict", "replace"]),
+    default="strict",
+    show_default=True,
+    help="What to do with bytes that are not UTF-8.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run of the same command.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@matcher_options
+def score(
+    input_path: str,
+    output_path: str,
+    text_columns: tuple[str, ...],
+    top: int,
+    input_format: str | None,
+    output_format: str | None,
+    chunk_size: int,
+    encoding_errors: str,
+    resume: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet; - for stdin)."""
+    from mlmatch.batch import score_file
+
+    matcher = _matcher(**options)
+    show = not quiet and sys.stderr.isatty()
+    total = (
+        Path(input_path).stat().st_size
+        if input_path != "-" and Path(input_path).is_file()
+        else None
+    )
+    bar = _ProgressLine(total) if show else None
+    try:
+        summary = score_file(
+            matcher,
+            input_path,
+            output_path,
+            text_columns,
+            input_format=input_format,
+            output_format=output_format,
+            top=top,
+            chunk_rows=chunk_size,
+            batch_size=options["batch_size"],
+            encoding_errors=encoding_errors,
+            resume=resume,
+            progress=bar,
+        )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.finish()
+        click.echo(
+            "mlmatch: interrupted; rows scored so far are kept for `--resume` "
+            "(the output file itself is only written when complete)",
+            err=True,
+        )
+        sys.exit(130)
+    if bar is not None:
+        bar.finish()
+    if not quiet:
+        resumed = f", {summary.resumed_from:,} from the earlier run" if summary.resumed_from else ""
+        click.echo(
+            f"mlmatch: scored {summary.rows:,} rows{resumed} in {summary.seconds:.1f} s "
+            f"({summary.rows_per_second:,.0f} rows/s): {summary.abstained:,} without category, "
+            f"{summary.errors:,} with errors (see mlmatch_error) -> {summary.output}",
+            err=True,
+        )
+
+
+class _ProgressLine:
+    """A one-line progress display on stderr: rows, rate, share of the input, time left."""
+
+    def __init__(self, total_bytes: int | None) -> None:
+        self.total = total_bytes
+        self.started = time.perf_counter()
+
+    def __call__(self, rows: int, bytes_read: int | None) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        parts = [f"{rows:,} rows", f"{rows / elapsed:,.0f} rows/s"]
+        if self.total and bytes_read:
+            share = min(bytes_read / self.total, 1.0)
+            left = elapsed * (1 - share) / share if share > 0 else 0
+            parts += [f"{share:.0%}", f"{int(left // 60)}:{int(left % 60):02d} left"]
+        sys.stderr.write("\r" + "  ".join(parts) + " " * 8)
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")
+
+
+# ----------------------------------------------------------------------------- categories
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--exemplars",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Exemplar folder (default: the bundled taxonomy).",
+)
+def categories(as_json: bool, exemplars: str | None) -> None:
+    """List the taxonomy: category ids, names, tiers and exemplar counts."""
+    from mlmatch.exemplars import load_exemplars
+
+    taxonomy = load_exemplars(exemplars)
+    counts = taxonomy.counts()
+    if as_json:
+        rows = [
+            {**c.model_dump(mode="json"), "exemplars": counts[c.id]} for c in taxonomy.categories
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'id':26} {'tier':16} {'exemplars':>9}  name")
+    for c in taxonomy.categories:
+        click.echo(f"{c.id:26} {c.tier.value:16} {counts[c.id]:9d}  {c.name}")
+    if taxonomy.has_none:
+        click.echo(f"{'(none)':26} {'':16} {counts['none']:9d}  counter-examples: no category")
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@main.command()
+@click.argument("input_path", metavar="LABELLED")
+@click.option("-t", "--text-column", required=True, help="Column holding the text.")
+@click.option(
+    "-l",
+    "--label-column",
+    required=True,
+    help="Column holding the true category id ('none' or empty: no category).",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    default=None,
+    help="Input format (default: from the file suffix).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option(
+    "--errors",
+    "max_errors",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Misclassified rows to list.",
+)
+@matcher_options
+def evaluate(
+    input_path: str,
+    text_column: str,
+    label_column: str,
+    input_format: str | None,
+    as_json: bool,
+    max_errors: int,
+    **options: Any,
+) -> None:
+    """Measure accuracy on a labelled file: per category, confusion, misclassified rows."""
+    from mlmatch.evaluation import evaluate as run_evaluation
+    from mlmatch.tables import detect_format, open_reader
+
+    reader = open_reader(input_path, detect_format(input_path, input_format))
+    try:
+        positions = []
+        for name in (text_column, label_column):
+            if name not in reader.columns:
+                raise DataFileError(
+                    f"{input_path} has no column {name!r}; its columns are "
+                    f"{', '.join(repr(c) for c in reader.columns)}"
+                )
+            positions.append(reader.columns.index(name))
+        texts, labels, skipped = [], [], []
+        row_number = 0
+        for chunk in reader.chunks(4096):
+            for record in chunk:
+                row_number += 1
+                text = reader.value(record, positions[0])
+                if not isinstance(text, str) or not text.strip():
+                    skipped.append(row_number)
+                    continue
+                texts.append(text)
+                label = reader.value(record, positions[1])
+                labels.append(None if label is None else str(label))
+    finally:
+        reader.close()
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (" …" if len(skipped) > 10 else "")
+        click.echo(f"mlmatch: skipped {len(skipped)} rows without text (rows {shown})", err=True)
+    report = run_evaluation(texts, labels, _matcher(**options))
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(report.format(max_errors=max_errors))

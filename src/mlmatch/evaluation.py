@@ -1,0 +1,255 @@
+"""Measuring a matcher against labelled texts: accuracy, per-category results, confusion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlmatch.exemplars import NONE_LABEL
+from mlmatch.models import Classification
+
+if TYPE_CHECKING:
+    from mlmatch.matcher import Matcher
+
+__all__ = [
+    "CategoryMetrics",
+    "EvaluationReport",
+    "Misclassified",
+    "evaluate",
+    "report_from_results",
+]
+
+# Labels that mean "no category" in a labelled file.
+_NONE_SPELLINGS = {NONE_LABEL, ""}
+_CALIBRATION_BINS = 10
+
+
+class CategoryMetrics(BaseModel):
+    """Precision, recall and F1 of one label (a category id or ``none``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(description="Number of items whose true label is this one.")
+
+
+class Misclassified(BaseModel):
+    """A labelled item the matcher got wrong."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="Position in the evaluated sequence (0-based).")
+    text: str
+    label: str = Field(description="The true label (``none`` for no category).")
+    predicted: str = Field(description="The matcher's answer (``none`` when it abstained).")
+    score: float = Field(description="Score of the matcher's best category.")
+    true_rank: int | None = Field(
+        description="Rank of the true category (1 = best); None for none."
+    )
+
+
+class EvaluationReport(BaseModel):
+    """How a matcher did on labelled texts. Abstaining counts as answering ``none``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int
+    accuracy: float = Field(description="Top-1 accuracy, `none` included.")
+    top3_accuracy: float = Field(
+        description="True category among the three best; for `none` items, abstained."
+    )
+    macro_f1: float = Field(description="Mean F1 over the labels present in truth or answers.")
+    none_precision: float = Field(description="Share of abstentions whose true label is none.")
+    none_recall: float = Field(description="Share of `none` items on which the matcher abstained.")
+    expected_calibration_error: float = Field(
+        description="Mean gap between the top score and accuracy, over 10 equal-width bins."
+    )
+    per_category: dict[str, CategoryMetrics]
+    labels: list[str] = Field(description="Row and column order of the confusion matrix.")
+    confusion: list[list[int]] = Field(description="confusion[i][j]: true labels[i], answered j.")
+    misclassified: list[Misclassified]
+
+    def to_frame(self) -> dict[str, Any]:
+        """The report as pandas DataFrames: summary, per_category, confusion, misclassified."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError("to_frame() needs pandas: pip install pandas") from error
+        summary = pd.Series(
+            self.model_dump(
+                include={
+                    "n",
+                    "accuracy",
+                    "top3_accuracy",
+                    "macro_f1",
+                    "none_precision",
+                    "none_recall",
+                    "expected_calibration_error",
+                }
+            ),
+            name="value",
+        )
+        per_category = pd.DataFrame(
+            {k: v.model_dump() for k, v in self.per_category.items()}
+        ).T.rename_axis("label")
+        confusion = pd.DataFrame(self.confusion, index=self.labels, columns=self.labels)
+        confusion = confusion.rename_axis(index="true", columns="predicted")
+        misclassified = pd.DataFrame([m.model_dump() for m in self.misclassified])
+        return {
+            "summary": summary,
+            "per_category": per_category,
+            "confusion": confusion,
+            "misclassified": misclassified,
+        }
+
+    def format(self, *, max_errors: int = 20) -> str:
+        """A plain-text rendering for terminals."""
+        lines = [
+            f"items: {self.n}",
+            f"accuracy (top-1): {self.accuracy:.3f}",
+            f"top-3 accuracy:   {self.top3_accuracy:.3f}",
+            f"macro-F1:         {self.macro_f1:.3f}",
+            f"none precision:   {self.none_precision:.3f}",
+            f"none recall:      {self.none_recall:.3f}",
+            f"calibration error (ECE): {self.expected_calibration_error:.3f}",
+            "",
+            f"{'label':26} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}",
+        ]
+        for label, m in self.per_category.items():
+            lines.append(
+                f"{label:26} {m.precision:9.3f} {m.recall:7.3f} {m.f1:6.3f} {m.support:8d}"
+            )
+        pairs = [
+            (count, self.labels[i], self.labels[j])
+            for i, row in enumerate(self.confusion)
+            for j, count in enumerate(row)
+            if i != j and count
+        ]
+        if pairs:
+            lines += ["", "most frequent confusions (true -> answered):"]
+            for count, true, predicted in sorted(pairs, reverse=True)[:10]:
+                lines.append(f"  {count:4d}  {true} -> {predicted}")
+        if self.misclassified:
+            shown = self.misclassified[:max_errors]
+            lines += ["", f"misclassified: {len(self.misclassified)} (first {len(shown)} shown)"]
+            for item in shown:
+                text = item.text if len(item.text) <= 90 else item.text[:89] + "…"
+                lines.append(f"  #{item.index}: {item.label} -> {item.predicted}  {text!r}")
+        return "\n".join(lines)
+
+
+def evaluate(
+    texts: Sequence[str],
+    labels: Sequence[str | None],
+    matcher: Matcher | None = None,
+    *,
+    batch_size: int | None = None,
+) -> EvaluationReport:
+    """Classify labelled texts and measure the answers.
+
+    ``labels`` holds category ids; ``"none"``, ``""`` or ``None`` mean no category.
+    """
+    from mlmatch.matcher import default_matcher
+
+    matcher = matcher if matcher is not None else default_matcher()
+    truth = normalize_labels(labels, matcher.exemplars.category_ids)
+    if len(truth) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(truth)} labels; pass one label per text")
+    results = matcher.classify_many(texts, batch_size=batch_size)
+    return report_from_results(results, truth, matcher.exemplars.category_ids)
+
+
+def normalize_labels(labels: Sequence[str | None], known: Sequence[str]) -> list[str]:
+    """Map the spellings of "no category" to ``none``; reject unknown ids with the valid ones."""
+    valid = set(known)
+    truth = []
+    for index, label in enumerate(labels):
+        value = NONE_LABEL if label is None else str(label).strip()
+        value = NONE_LABEL if value.lower() in _NONE_SPELLINGS else value
+        if value != NONE_LABEL and value not in valid:
+            raise ValueError(
+                f"labels[{index}] is {label!r}, which is no category id; "
+                f"use one of {', '.join(known)} or none"
+            )
+        truth.append(value)
+    return truth
+
+
+def report_from_results(
+    results: Sequence[Classification], truth: Sequence[str], category_ids: Sequence[str]
+) -> EvaluationReport:
+    """Build the report from classifications and their true labels (``none`` for no category).
+
+    ``category_ids`` fixes the order of the per-category table and the confusion matrix.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    predicted = [r.label or NONE_LABEL for r in results]
+    n = len(truth)
+    if n == 0:
+        raise ValueError("nothing to evaluate: no labelled items")
+    correct = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
+    top3 = np.array(
+        [
+            (p == NONE_LABEL) if t == NONE_LABEL else t in [m.category.id for m in r.matches[:3]]
+            for t, p, r in zip(truth, predicted, results, strict=True)
+        ]
+    )
+    seen = set(truth) | set(predicted)
+    labels = [c for c in category_ids if c in seen] + [NONE_LABEL]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    per_category = {
+        label: CategoryMetrics(precision=float(p), recall=float(r), f1=float(f), support=int(s))
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+    }
+    present = [i for i, label in enumerate(labels) if label in seen]
+    confusion = confusion_matrix(truth, predicted, labels=labels)
+    misclassified = [
+        Misclassified(
+            index=i,
+            text=r.text,
+            label=t,
+            predicted=p,
+            score=r.score,
+            true_rank=next(
+                (rank for rank, m in enumerate(r.matches, 1) if m.category.id == t), None
+            ),
+        )
+        for i, (t, p, r) in enumerate(zip(truth, predicted, results, strict=True))
+        if t != p
+    ]
+    confidence = np.array([r.score for r in results])
+    return EvaluationReport(
+        n=n,
+        accuracy=float(correct.mean()),
+        top3_accuracy=float(top3.mean()),
+        macro_f1=float(np.mean([f1[i] for i in present])),
+        none_precision=per_category[NONE_LABEL].precision,
+        none_recall=per_category[NONE_LABEL].recall,
+        expected_calibration_error=expected_calibration_error(confidence, correct),
+        per_category=per_category,
+        labels=labels,
+        confusion=confusion.tolist(),
+        misclassified=misclassified,
+    )
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = _CALIBRATION_BINS
+) -> float:
+    """Weighted mean |accuracy - mean confidence| over equal-width confidence bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
