@@ -195,6 +195,8 @@ def _check_output(output_path: str, fmt: Format, resume: bool) -> Path | None:
 
 
 def _text_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
+    if not reader.columns and reader.format is Format.JSONL:
+        reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
     positions = []
     for name in names:
         hits = [i for i, column in enumerate(reader.columns) if column == name]

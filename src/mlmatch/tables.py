@@ -137,8 +137,14 @@ def _delimited_reader(text: IO[str], path: str, fmt: Format, progress: Any) -> T
     def records() -> Iterator[list[str]]:
         try:
             for row in rows:
-                if row:  # csv yields [] for a blank line; it is not a data row
-                    yield row
+                if not row:  # csv yields [] for a blank line; it is not a data row
+                    continue
+                if len(row) > len(header):
+                    raise DataFileError(
+                        f"{path}, line {rows.line_num}: {len(row)} cells but the header has "
+                        f"{len(header)}; quote cells that contain the delimiter"
+                    )
+                yield row
         except UnicodeDecodeError:
             raise _decode_error(path) from None
         except csv.Error as error:
@@ -229,7 +235,8 @@ class TableWriter:
         self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
         if fmt in (Format.CSV, Format.TSV):
             delimiter = "\t" if fmt is Format.TSV else ","
-            self._csv = csv.writer(self._text, delimiter=delimiter, lineterminator="\n")
+            # CRLF as RFC 4180 says; it also makes the writer quote cells holding a bare \r.
+            self._csv = csv.writer(self._text, delimiter=delimiter, lineterminator="\r\n")
             if write_header:
                 self._csv.writerow([*self.columns, *self.added])
 
@@ -237,11 +244,11 @@ class TableWriter:
         """Write each record followed by its added values (in ``added`` order)."""
         if self.format in (Format.CSV, Format.TSV):
             for record, extra in zip(records, added_rows, strict=True):
-                cells = (
-                    record
-                    if isinstance(record, list)
-                    else [_cell(record.get(c)) for c in self.columns]
-                )
+                if isinstance(record, list):
+                    # A short row is padded so mlmatch's columns stay under their header.
+                    cells = record + [""] * (len(self.columns) - len(record))
+                else:
+                    cells = [_cell(record.get(c)) for c in self.columns]
                 self._csv.writerow([*cells, *("" if v is None else v for v in extra)])
         elif self.format is Format.JSONL:
             assert self._text is not None
@@ -252,7 +259,7 @@ class TableWriter:
                     else dict(zip(self.columns, record, strict=False))
                 )
                 row.update(zip(self.added, extra, strict=True))
-                self._text.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                self._text.write(_json_line(row))
         else:
             self._write_parquet(records, added_rows)
 
@@ -306,6 +313,15 @@ def open_writer(
     if fmt is Format.PARQUET:
         _pyarrow_parquet()
     return TableWriter(handle, fmt, columns, added, write_header=write_header)
+
+
+# Characters that str.splitlines() and some editors treat as line breaks, escaped so every
+# JSON Lines record stays on one line for every reader.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str).translate(_LINE_BREAKS) + "\n"
 
 
 def _at(record: list[Any], index: int) -> Any:

@@ -1,0 +1,372 @@
+"""The command line, driven in-process with click's CliRunner and a fake-encoder matcher."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import mlmatch.batch
+import mlmatch.cli
+from mlmatch import Classification, Matcher
+from mlmatch.batch import BASE_COLUMNS, output_columns
+from mlmatch.cli import main
+
+
+@pytest.fixture
+def fake_matcher(tiny_set, fake_encoder) -> Matcher:
+    return Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+
+
+@pytest.fixture
+def runner(monkeypatch, fake_matcher) -> CliRunner:
+    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: fake_matcher)
+    return CliRunner()
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+# ----------------------------------------------------------------------------- classify
+
+
+def test_classify_text_arguments(runner: CliRunner):
+    result = runner.invoke(main, ["classify", "robot arm grasping boxes", "recipe for cake"])
+    assert result.exit_code == 0, result.output
+    assert "robots · Robots · progress · score" in result.stdout
+    assert "no category (closest:" in result.stdout
+    assert "Verdict: Expect research." in result.stdout
+
+
+def test_classify_json_lines_from_stdin(runner: CliRunner):
+    result = runner.invoke(
+        main, ["classify", "--json"], input="forecast next month sales\n\nrobot arm\n"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2  # the blank line is not an input
+    parsed = [Classification.model_validate_json(line) for line in lines]
+    assert [p.label for p in parsed] == ["forecasting", "robots"]
+
+
+def test_classify_top_shows_evidence(runner: CliRunner):
+    result = runner.invoke(main, ["classify", "--top", "2", "robot gripper picks fruit"])
+    assert result.exit_code == 0
+    assert " 1. robots" in result.stdout
+    assert " 2. " in result.stdout
+    assert "1.00  robot gripper picks fruit" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["classify", ""], None, "mlmatch: error: texts[0] is empty"),
+        (["classify"], "\n  \n", "mlmatch: error: stdin held no text to classify"),
+        (["classify", "42"], None, "mlmatch: error: texts[0] has no letters"),
+    ],
+)
+def test_classify_bad_input_is_one_line_exit_2(runner: CliRunner, args, stdin, message):
+    result = runner.invoke(main, args, input=stdin)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- categories
+
+
+def test_categories_table_and_json():
+    runner = CliRunner()
+    table = runner.invoke(main, ["categories"])
+    assert table.exit_code == 0
+    assert "time-series-forecasting" in table.stdout
+    assert "little-progress" in table.stdout
+    data = json.loads(runner.invoke(main, ["categories", "--json"]).stdout)
+    assert len(data) == 14
+    assert {"id", "name", "tier", "description", "exemplars"} <= set(data[0])
+    assert all(item["exemplars"] >= 60 for item in data)
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert mlmatch.__version__ in runner.invoke(main, ["--version"]).stdout
+    help_text = runner.invoke(main, ["--help"]).stdout
+    for command in ("classify", "score", "categories", "evaluate"):
+        assert command in help_text
+
+
+# ----------------------------------------------------------------------------- score
+
+
+TRICKY_CSV = (
+    "id,note,text,note\n"
+    '1,"a, b","robot arm grasping boxes, in the ""north"" warehouse",x\n'
+    '2,,"forecast next month\nsales demand",y\n'
+    '3,ünïcödé,"Прогноз: forecast weekly demand 📈",z\n'
+    "4,empty,,w\n"
+    "5,number,12345,v\n"
+    "6,short\n"
+)
+
+
+def test_score_keeps_every_row_and_column(runner: CliRunner, tmp_path: Path):
+    source = tmp_path / "in.csv"
+    source.write_text(TRICKY_CSV, encoding="utf-8")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(main, ["score", str(source), "-o", str(out), "-t", "text", "-q"])
+    assert result.exit_code == 0, result.output
+    original = read_csv(source)
+    scored = read_csv(out)
+    assert scored[0] == [*original[0], *BASE_COLUMNS]
+    assert len(scored) == len(original)
+    width = len(original[0])
+    for before, after in zip(original[1:], scored[1:], strict=True):
+        assert after[: len(before)] == before
+        assert after[len(before) : width] == [""] * (width - len(before))  # short row padded
+    by_id = {row[0]: dict(zip(scored[0][width:], row[width:], strict=True)) for row in scored[1:]}
+    assert by_id["1"]["mlmatch_label"] == "robots"
+    assert by_id["2"]["mlmatch_label"] == "forecasting"
+    assert by_id["3"]["mlmatch_label"] == "forecasting"
+    assert by_id["4"]["mlmatch_label"] == ""
+    assert by_id["4"]["mlmatch_error"].startswith("text is empty")
+    assert by_id["5"]["mlmatch_error"].startswith("text has no letters")
+    assert by_id["6"]["mlmatch_error"] == "missing value"
+    assert all(by_id[i]["mlmatch_error"] == "" for i in "123")
+    assert not list(tmp_path.glob(".out.csv.partial*"))
+
+
+def test_score_joins_text_columns_and_adds_top_matches(runner: CliRunner, tmp_path: Path):
+    source = tmp_path / "in.csv"
+    source.write_text("title,body\nWarehouse,robot arm grasping boxes\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    args = ["score", str(source), "-o", str(out), "-t", "title", "-t", "body", "--top", "3"]
+    assert runner.invoke(main, args).exit_code == 0
+    header, row = read_csv(out)
+    assert header[2:] == output_columns(3)
+    values = dict(zip(header, row, strict=True))
+    assert values["mlmatch_label"] == "robots"
+    assert values["mlmatch_match_2"] and values["mlmatch_match_3"]
+    assert float(values["mlmatch_score"]) >= float(values["mlmatch_score_2"])
+
+
+def test_score_stdin_to_stdout(runner: CliRunner):
+    result = runner.invoke(
+        main,
+        ["score", "-", "-o", "-", "-t", "text", "-q"],
+        input="text\nrobot arm grasping\nrecipe for cake\n",
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert [r[0] for r in rows] == ["text", "robot arm grasping", "recipe for cake"]
+    assert [r[1] for r in rows[1:]] == ["robots", "none"]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet"])
+def test_score_other_formats(runner: CliRunner, tmp_path: Path, fmt: str):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"n": [1, 2, 3], "text": ["robot arm", None, "forecast sales demand"]})
+    source = tmp_path / f"in.{fmt}"
+    if fmt == "tsv":
+        frame.to_csv(source, sep="\t", index=False)
+    elif fmt == "jsonl":
+        frame.to_json(source, orient="records", lines=True)
+    else:
+        frame.to_parquet(source)
+    out = tmp_path / f"out.{fmt}"
+    result = runner.invoke(main, ["score", str(source), "-o", str(out), "-t", "text", "-q"])
+    assert result.exit_code == 0, result.output
+    if fmt == "tsv":
+        scored = pd.read_csv(out, sep="\t", keep_default_na=False)
+    elif fmt == "jsonl":
+        scored = pd.read_json(out, lines=True)
+    else:
+        scored = pd.read_parquet(out)
+    assert list(scored["n"]) == [1, 2, 3]
+    assert list(scored.columns) == ["n", "text", *BASE_COLUMNS]
+    assert list(scored["mlmatch_label"]) == ["robots", "", "forecasting"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (
+            None,
+            ["missing.csv", "-o", "{tmp}/o.csv", "-t", "text"],
+            "input file missing.csv does not exist",
+        ),
+        (
+            "text,body\nx,y\n",
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "txt"],
+            "has no column 'txt'; its columns are 'text', 'body'",
+        ),
+        (
+            "text,text\nx,y\n",
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "text"],
+            "has 2 columns named 'text' (positions 1, 2)",
+        ),
+        ("text\nx\n", ["{src}", "-o", "{tmp}/nowhere/o.csv", "-t", "text"], "output folder"),
+        ("text\nx\n", ["{src}", "-o", "{tmp}/o.xlsx", "-t", "text"], "cannot tell the format of"),
+        (
+            "text,mlmatch_label\nx,y\n",
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "text"],
+            "already has mlmatch's column(s) ['mlmatch_label']",
+        ),
+        ("", ["{src}", "-o", "{tmp}/o.csv", "-t", "text"], "is empty: no header row"),
+        (
+            "text,b\nx,y\nx,y,z\n",
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "text"],
+            "line 3: 3 cells but the header has 2",
+        ),
+        (
+            'text\n"unclosed\n',
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "text"],
+            "unexpected end of data",
+        ),
+        (
+            "text\nx\n",
+            ["{src}", "-o", "{tmp}/o.csv", "-t", "text", "--resume"],
+            "nothing to resume",
+        ),
+    ],
+)
+def test_score_errors_are_one_line_exit_2(runner, tmp_path, setup, args, message):
+    source = tmp_path / "in.csv"
+    if setup is not None:
+        source.write_text(setup, encoding="utf-8")
+    args = [a.format(tmp=tmp_path, src=source) for a in args]
+    result = runner.invoke(main, ["score", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_undecodable_bytes_name_the_line_or_are_replaced(runner: CliRunner, tmp_path: Path):
+    source = tmp_path / "latin1.csv"
+    source.write_bytes(b"text\nrobot arm\ncaf\xe9 robot arm\n")
+    out = tmp_path / "o.csv"
+    strict = runner.invoke(main, ["score", str(source), "-o", str(out), "-t", "text"])
+    assert strict.exit_code == 2
+    assert "line 3: not UTF-8 text (byte 0xe9 at column 4)" in strict.stderr
+    assert "--encoding-errors replace" in strict.stderr
+    assert not out.exists()
+    replaced = runner.invoke(
+        main,
+        ["score", str(source), "-o", str(out), "-t", "text", "-q", "--encoding-errors", "replace"],
+    )
+    assert replaced.exit_code == 0
+    assert read_csv(out)[2][0] == "caf\ufffd robot arm"
+
+
+def test_internal_error_exit_1_without_traceback_unless_debug(runner, tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nrobot arm\n", encoding="utf-8")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(mlmatch.batch, "score_records", broken)
+    args = ["score", str(source), "-o", str(tmp_path / "o.csv"), "-t", "text"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1
+    assert "mlmatch: internal error: RuntimeError: boom (rerun with --debug" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = runner.invoke(main, ["--debug", *args])
+    assert isinstance(debug.exception, RuntimeError)
+
+
+def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    texts = ["robot arm grasping", "forecast sales demand", "recipe for cake"] * 4
+    source.write_text("n,text\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out.csv"
+    args = ["score", str(source), "-o", str(out), "-t", "text", "--chunk-size", "5", "-q"]
+
+    full = tmp_path / "full.csv"
+    assert runner.invoke(main, [*args[:2], "-o", str(full), *args[4:]]).exit_code == 0
+
+    real = mlmatch.batch.score_records
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(mlmatch.batch, "score_records", flaky)
+    interrupted = runner.invoke(main, args)
+    assert interrupted.exit_code == 130
+    assert "interrupted" in interrupted.stderr
+    assert not out.exists()  # no truncated file that looks complete
+    assert (tmp_path / ".out.csv.partial").exists()
+
+    monkeypatch.setattr(mlmatch.batch, "score_records", real)
+    resumed = runner.invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_csv(out) == read_csv(full)
+    assert not list(tmp_path.glob(".out.csv.partial*"))
+
+
+def test_resume_refuses_a_changed_input(runner, tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("text\n" + "robot arm\n" * 12)
+    out = tmp_path / "out.csv"
+    args = ["score", str(source), "-o", str(out), "-t", "text", "--chunk-size", "4", "-q"]
+    real = mlmatch.batch.score_records
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(mlmatch.batch, "score_records", flaky)
+    assert runner.invoke(main, args).exit_code == 130
+    source.write_text("text\n" + "forecast sales\n" * 12)
+    monkeypatch.setattr(mlmatch.batch, "score_records", real)
+    result = runner.invoke(main, [*args, "--resume"])
+    assert result.exit_code == 2
+    assert "cannot resume: input_size" in result.stderr or "input_mtime_ns" in result.stderr
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_prints_report_and_json(runner: CliRunner, tmp_path: Path):
+    source = tmp_path / "labelled.csv"
+    source.write_text(
+        "text,label\n"
+        "robot arm grasping boxes,robots\n"
+        "forecast next month sales,forecasting\n"
+        "recipe for chocolate cake,none\n"
+        "fine tune pretrained model,robots\n"
+        ",robots\n",
+        encoding="utf-8",
+    )
+    args = ["evaluate", str(source), "-t", "text", "-l", "label"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "accuracy (top-1): 0.750" in result.stdout
+    assert "robots -> finetune" in result.stdout
+    assert "skipped 1 rows without text (rows 5)" in result.stderr
+    report = json.loads(runner.invoke(main, [*args, "--json"]).stdout)
+    assert report["n"] == 4
+    assert report["accuracy"] == 0.75
+    assert report["misclassified"][0]["index"] == 3
+
+
+def test_evaluate_unknown_label_is_explained(runner: CliRunner, tmp_path: Path):
+    source = tmp_path / "labelled.csv"
+    source.write_text("text,label\nrobot arm,robtos\n", encoding="utf-8")
+    result = runner.invoke(main, ["evaluate", str(source), "-t", "text", "-l", "label"])
+    assert result.exit_code == 2
+    assert "labels[0] is 'robtos', which is no category id" in result.stderr
