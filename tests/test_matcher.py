@@ -197,3 +197,19 @@ def test_scores_are_reproducible(matcher: Matcher):
     a = matcher.classify("robot arm in a warehouse").matches
     b = matcher.classify("robot arm in a warehouse").matches
     assert np.allclose([m.score for m in a], [m.score for m in b])
+
+
+def test_trimmed_results_are_a_prefix_of_the_full_ones(matcher: Matcher):
+    texts = ["forecast next quarter demand", "recipe for soup", "robot arm"]
+    full = matcher.classify_many(texts)
+    trimmed = matcher.classify_many(texts, top=2, evidence=1)
+    for a, b in zip(full, trimmed, strict=True):
+        assert (a.label, a.verdict, a.explanation) == (b.label, b.verdict, b.explanation)
+        assert len(b.matches) == 2
+        for long, short in zip(a.matches, b.matches, strict=False):
+            assert (long.category, long.score) == (short.category, short.score)
+            assert short.evidence == long.evidence[:1]
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        matcher.classify_many(texts, top=0)
+    with pytest.raises(ValueError, match="evidence must be at least 1"):
+        matcher.classify_many(texts, evidence=0)

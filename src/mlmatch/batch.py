@@ -82,7 +82,11 @@ def score_records(
             valid_text.append(text)  # type: ignore[arg-type]  # clean_text accepted it as str
     if valid_text:
         for i, result in zip(
-            valid_index, matcher.classify_many(valid_text, batch_size=batch_size), strict=True
+            valid_index,
+            # Only what the columns show: the top matches (two at least, for the runner-up)
+            # and the single nearest exemplar the explanation quotes.
+            matcher.classify_many(valid_text, batch_size=batch_size, top=max(top, 2), evidence=1),
+            strict=True,
         ):
             rows[i] = _result_row(result, top)
     return rows

@@ -113,6 +113,9 @@ class Matcher:
         self._labels = np.array([index.get(label, -1) for label in self.exemplars.labels])
         self._embeddings, descriptions = self._embed_exemplars()
         self._scored_rows = self._labels >= 0
+        self._members = [
+            np.flatnonzero(self._labels == c) for c in range(len(self.exemplars.categories))
+        ]
         self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
         self._fit_scorer(descriptions)
 
@@ -131,20 +134,37 @@ class Matcher:
     def classify(self, text: str) -> Classification:
         """Classify one problem description."""
         cleaned = clean_text(text, max_chars=self.max_chars)
-        return self._classify_clean([text], [cleaned], self.batch_size)[0]
+        shape = (len(self.categories), EVIDENCE_PER_MATCH)
+        return self._classify_clean([text], [cleaned], self.batch_size, shape)[0]
 
     def classify_many(
-        self, texts: Iterable[str], *, batch_size: int | None = None
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | None = None,
+        top: int | None = None,
+        evidence: int = EVIDENCE_PER_MATCH,
     ) -> list[Classification]:
-        """Classify many texts with batched encoding; results equal one-by-one calls."""
+        """Classify many texts with batched encoding; results equal one-by-one calls.
+
+        ``top`` keeps only the best matches (default: all categories) and ``evidence`` the
+        nearest exemplars per match; smaller values make large batches cheaper to build.
+        """
         originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
         size = self.batch_size if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
+        if top is not None and top < 1:
+            raise ValueError(f"top must be at least 1 or None, got {top}")
+        if evidence < 1:
+            raise ValueError(f"evidence must be at least 1, got {evidence}")
+        shape = (top or len(self.categories), evidence)
         results: list[Classification] = []
         for start in range(0, len(cleaned), _CHUNK):
             stop = start + _CHUNK
-            results.extend(self._classify_clean(originals[start:stop], cleaned[start:stop], size))
+            results.extend(
+                self._classify_clean(originals[start:stop], cleaned[start:stop], size, shape)
+            )
         return results
 
     def __repr__(self) -> str:
@@ -196,8 +216,13 @@ class Matcher:
             self._cache.save(key, scorer.linear_state())
 
     def _classify_clean(
-        self, originals: Sequence[str], cleaned: Sequence[str], batch_size: int
+        self,
+        originals: Sequence[str],
+        cleaned: Sequence[str],
+        batch_size: int,
+        shape: tuple[int, int],
     ) -> list[Classification]:
+        """Classify validated texts; ``shape`` is (matches kept, evidence per match)."""
         windows = self.encoder.windows(cleaned)
         flat = [piece for pieces in windows for piece in pieces]
         queries = self.encoder.encode(flat, batch_size=batch_size)
@@ -208,11 +233,13 @@ class Matcher:
         start = 0
         for original, pieces in zip(originals, windows, strict=True):
             stop = start + len(pieces)
-            results.append(self._result(original, scores[start:stop], sims[start:stop]))
+            results.append(self._result(original, scores[start:stop], sims[start:stop], shape))
             start = stop
         return results
 
-    def _result(self, text: str, scores: np.ndarray, sims: np.ndarray) -> Classification:
+    def _result(
+        self, text: str, scores: np.ndarray, sims: np.ndarray, shape: tuple[int, int]
+    ) -> Classification:
         # A long text arrives as several windows: a category counts as strongly as its best
         # window, while `none` must hold for every window, so a problem stated anywhere counts.
         n_categories = len(self.exemplars.categories)
@@ -222,8 +249,8 @@ class Matcher:
         none_score = float(merged[n_categories]) if self.use_none else 0.0
         exemplar_sims = sims.max(axis=0)
 
-        order = np.argsort(-merged[:n_categories], kind="stable")
-        matches = [self._match(int(c), float(merged[c]), exemplar_sims) for c in order]
+        order = np.argsort(-merged[:n_categories], kind="stable")[: shape[0]]
+        matches = [self._match(int(c), float(merged[c]), exemplar_sims, shape[1]) for c in order]
         best = matches[0]
         winner = decide(merged[None, :], n_categories, self.threshold, use_none=self.use_none)
         abstain = bool(winner[0] < 0)
@@ -236,9 +263,11 @@ class Matcher:
             explanation=self._explain(matches, abstain, none_score),
         )
 
-    def _match(self, class_index: int, score: float, exemplar_sims: np.ndarray) -> Match:
-        members = np.flatnonzero(self._labels == class_index)
-        nearest = members[np.argsort(-exemplar_sims[members], kind="stable")[:EVIDENCE_PER_MATCH]]
+    def _match(
+        self, class_index: int, score: float, exemplar_sims: np.ndarray, n_evidence: int
+    ) -> Match:
+        members = self._members[class_index]
+        nearest = members[np.argsort(-exemplar_sims[members], kind="stable")[:n_evidence]]
         return Match(
             category=self.exemplars.categories[class_index],
             score=round(score, 6),

@@ -1,0 +1,111 @@
+"""Batch-scoring throughput against plain batched SentenceTransformer.encode, and peak memory.
+
+Run: python benchmarks/throughput.py [--rows 4000] [--repeats 3] [--memory-rows 10000 100000]
+
+1. Throughput: the same texts (dev-set and exemplar texts, cycled to --rows) are (a) encoded with
+   the sentence-transformers model in batches of 64, the baseline, and (b) scored end to end from
+   a CSV file to a CSV file with mlmatch.batch.score_file (parsing, encoding, classification,
+   writing). Runs alternate and the medians are compared; the target is a ratio of at least 0.90.
+2. Memory: `mlmatch score` runs in a fresh process on CSV files of each --memory-rows size and
+   its peak RSS is read from the kernel (ru_maxrss of the child); streaming keeps it flat.
+
+Writes benchmarks/results/throughput.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import load_labelled, write_result
+
+from mlmatch import Matcher, load_exemplars
+from mlmatch.batch import score_file
+
+
+def corpus(rows: int) -> list[str]:
+    texts, _ = load_labelled()
+    texts = texts + list(load_exemplars().texts)
+    return [texts[i % len(texts)] for i in range(rows)]
+
+
+def write_csv(path: Path, texts: list[str]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows((i, text) for i, text in enumerate(texts))
+
+
+def peak_rss_mb(args: list[str]) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the maximum over all of them; runs go smallest file first.
+    return max(after, before) / 1024, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-rows", type=int, nargs="*", default=[10_000, 100_000])
+    args = parser.parse_args()
+
+    matcher = Matcher()
+    model = matcher.encoder._model  # the very same loaded SentenceTransformer
+    texts = corpus(args.rows)
+    folder = Path(tempfile.mkdtemp())
+    source, target = folder / "in.csv", folder / "out.csv"
+    write_csv(source, texts)
+
+    baseline, scored = [], []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        baseline.append(args.rows / (time.perf_counter() - started))
+        started = time.perf_counter()
+        score_file(matcher, str(source), str(target), ["text"], batch_size=64)
+        scored.append(args.rows / (time.perf_counter() - started))
+        print(f"encode {baseline[-1]:.1f} rows/s, score_file {scored[-1]:.1f} rows/s", flush=True)
+    base, ours = statistics.median(baseline), statistics.median(scored)
+
+    lines = [
+        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores; Python {platform.python_version()}; "
+        f"model {matcher.encoder.model_id}.",
+        f"{args.rows} texts (dev set and exemplars, cycled), batch size 64, median of "
+        f"{args.repeats} alternating runs.",
+        "",
+        "| pipeline | rows/s | ratio |",
+        "|---|---|---|",
+        f"| SentenceTransformer.encode (baseline) | {base:.1f} | 1.00 |",
+        f"| mlmatch score_file, CSV to CSV | {ours:.1f} | {ours / base:.2f} |",
+    ]
+    if args.memory_rows:
+        lines += ["", "| rows in the CSV | peak RSS of `mlmatch score` | wall time |", "|---|---|---|"]
+        for rows in sorted(args.memory_rows):
+            big = folder / f"rows-{rows}.csv"
+            write_csv(big, corpus(rows))
+            command = [sys.executable, "-m", "mlmatch", "score", str(big), "-o",
+                       str(folder / "big-out.csv"), "-t", "text", "-q"]
+            rss, seconds = peak_rss_mb(command)
+            lines.append(f"| {rows:,} | {rss:,.0f} MB | {seconds:,.0f} s |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_result("throughput.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
