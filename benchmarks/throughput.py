@@ -92,7 +92,8 @@ def main() -> int:
         f"| mlmatch score_file, CSV to CSV | {ours:.1f} | {ours / base:.2f} |",
     ]
     if args.memory_rows:
-        lines += ["", "| rows in the CSV | peak RSS of `mlmatch score` | wall time |", "|---|---|---|"]
+        lines += ["", "| rows in the CSV | peak RSS of `mlmatch score` | wall time |"]
+        lines += ["|---|---|---|"]
         for rows in sorted(args.memory_rows):
             big = folder / f"rows-{rows}.csv"
             write_csv(big, corpus(rows))

@@ -9,7 +9,8 @@ Importing this package is cheap: the model loads on the first classification.
 """
 
 from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
-from mlmatch.errors import ExemplarError, MlmatchError, ModelLoadError
+from mlmatch.errors import DataFileError, ExemplarError, MlmatchError, ModelLoadError
+from mlmatch.evaluation import EvaluationReport, evaluate
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.matcher import Matcher, classify, classify_many, default_matcher
 from mlmatch.models import Category, Classification, Evidence, Match, Tier
@@ -22,7 +23,9 @@ __all__ = [
     "Aggregation",
     "Category",
     "Classification",
+    "DataFileError",
     "Encoder",
+    "EvaluationReport",
     "Evidence",
     "ExemplarError",
     "ExemplarSet",
@@ -35,6 +38,7 @@ __all__ = [
     "classify",
     "classify_many",
     "default_matcher",
+    "evaluate",
     "load_encoder",
     "load_exemplars",
 ]

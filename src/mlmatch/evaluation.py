@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +211,10 @@ def report_from_results(
         for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
     }
     present = [i for i, label in enumerate(labels) if label in seen]
-    confusion = confusion_matrix(truth, predicted, labels=labels)
+    with warnings.catch_warnings():
+        # sklearn warns when one label covers everything, although `labels` fixes the shape.
+        warnings.simplefilter("ignore", UserWarning)
+        confusion = confusion_matrix(truth, predicted, labels=labels)
     misclassified = [
         Misclassified(
             index=i,

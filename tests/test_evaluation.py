@@ -1,0 +1,68 @@
+"""The evaluation report's numbers, checked by hand on a tiny example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlmatch import Matcher, evaluate
+from mlmatch.evaluation import expected_calibration_error
+
+TEXTS = [
+    "robot arm grasping boxes",
+    "forecast next month sales",
+    "recipe for chocolate cake",
+    "fine tune pretrained model",
+]
+LABELS = ["robots", "forecasting", "none", "robots"]
+
+
+@pytest.fixture
+def report(tiny_set, fake_encoder):
+    matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+    return evaluate(TEXTS, LABELS, matcher)
+
+
+def test_report_numbers(report):
+    # Answers: robots, forecasting, none (abstained), finetune (wrong).
+    assert report.n == 4
+    assert report.accuracy == 0.75
+    assert report.top3_accuracy == 1.0  # three categories: the truth is always in the top 3
+    assert report.labels == ["finetune", "robots", "forecasting", "none"]
+    assert report.confusion == [[0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    robots = report.per_category["robots"]
+    assert (robots.precision, robots.recall, robots.support) == (1.0, 0.5, 2)
+    assert robots.f1 == pytest.approx(2 / 3)
+    assert report.per_category["finetune"].precision == 0.0
+    assert report.macro_f1 == pytest.approx((0 + 2 / 3 + 1 + 1) / 4)
+    assert (report.none_precision, report.none_recall) == (1.0, 1.0)
+    (miss,) = report.misclassified
+    assert (miss.index, miss.label, miss.predicted) == (3, "robots", "finetune")
+    assert miss.true_rank in (2, 3)
+
+
+def test_report_renders_and_converts(report):
+    text = report.format()
+    assert "accuracy (top-1): 0.750" in text
+    assert "robots -> finetune" in text
+    frames = report.to_frame()
+    assert frames["confusion"].loc["robots", "finetune"] == 1
+    assert frames["per_category"].loc["robots", "support"] == 2
+    assert list(frames["misclassified"]["index"]) == [3]
+
+
+def test_expected_calibration_error_by_hand():
+    confidence = np.array([0.9, 0.9, 0.2, 0.2])
+    correct = np.array([1, 0, 0, 0], dtype=bool)
+    # Bin (0.8, 0.9]: accuracy 0.5 vs 0.9; bin (0.1, 0.2]: 0 vs 0.2; each holds half the items.
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.5 * 0.4 + 0.5 * 0.2)
+
+
+def test_label_spellings_and_errors(tiny_set, fake_encoder):
+    matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+    report = evaluate(["recipe for cake", "cheap flights"], [None, "NONE"], matcher)
+    assert report.accuracy == 1.0
+    with pytest.raises(ValueError, match="labels\\[1\\] is 'robotz', which is no category id"):
+        evaluate(TEXTS[:2], ["robots", "robotz"], matcher)
+    with pytest.raises(ValueError, match="2 texts but 1 labels"):
+        evaluate(TEXTS[:2], ["robots"], matcher)
