@@ -154,3 +154,19 @@ def test_non_utf8_file_is_reported(tiny_dir: Path):
     (tiny_dir / "robots.yaml").write_bytes(GOOD_HEADER.encode() + b"exemplars:\n  - caf\xe9\n")
     with pytest.raises(ExemplarError, match=r"robots\.yaml: not UTF-8 text"):
         ExemplarSet.from_directory(tiny_dir)
+
+
+def test_from_examples_uses_the_taxonomy(tiny_set: ExemplarSet):
+    built = ExemplarSet.from_examples(
+        ["robot arm", "forecast demand", "cake recipe"], ["robots", "forecasting", "none"],
+        taxonomy=tiny_set,
+    )
+    assert built.category_ids == ("robots", "forecasting")
+    assert built.category("robots") == tiny_set.category("robots")
+    assert built.has_none
+    with pytest.raises(ExemplarError, match=r"labels\[1\] is 'robotz', not a category"):
+        ExemplarSet.from_examples(["a", "b"], ["robots", "robotz"], taxonomy=tiny_set)
+    with pytest.raises(ExemplarError, match=r"texts\[0\] is not a non-empty string"):
+        ExemplarSet.from_examples(["  "], ["robots"], taxonomy=tiny_set)
+    with pytest.raises(ExemplarError, match="2 texts for 1 labels"):
+        ExemplarSet.from_examples(["a", "b"], ["robots"], taxonomy=tiny_set)

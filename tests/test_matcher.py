@@ -213,3 +213,15 @@ def test_trimmed_results_are_a_prefix_of_the_full_ones(matcher: Matcher):
         matcher.classify_many(texts, top=0)
     with pytest.raises(ValueError, match="evidence must be at least 1"):
         matcher.classify_many(texts, evidence=0)
+
+
+def test_raw_scores_agree_with_classifications(matcher: Matcher):
+    texts = ["forecast next quarter demand", "recipe for soup", "robot arm " * 20]
+    scores = matcher.scores(texts)
+    assert matcher.class_ids == ("finetune", "robots", "forecasting", "none")
+    assert scores.shape == (3, 4)
+    for row, result in zip(scores, matcher.classify_many(texts), strict=True):
+        by_id = dict(zip(matcher.class_ids, row, strict=True))
+        assert [m.score for m in result.matches] == pytest.approx(
+            [by_id[m.category.id] for m in result.matches], abs=1e-6
+        )

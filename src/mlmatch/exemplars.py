@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -114,6 +114,37 @@ class ExemplarSet:
         if missing_tiers:
             raise ExemplarError(f"no advice for tiers {sorted(t.value for t in missing_tiers)}")
         object.__setattr__(self, "_by_id", by_id)
+
+    @classmethod
+    def from_examples(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        taxonomy: ExemplarSet | None = None,
+    ) -> ExemplarSet:
+        """Build a set from parallel lists of texts and category ids (``none`` allowed).
+
+        Category names, tiers and descriptions come from ``taxonomy`` (default: the bundled
+        one); only the categories that occur in ``labels`` are kept.
+        """
+        taxonomy = taxonomy if taxonomy is not None else load_exemplars()
+        texts, labels = list(texts), [str(label) for label in labels]
+        if len(texts) != len(labels):
+            raise ExemplarError(f"{len(texts)} texts for {len(labels)} labels")
+        known = set(taxonomy.category_ids) | {NONE_LABEL}
+        for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+            if label not in known:
+                raise ExemplarError(
+                    f"labels[{index}] is {label!r}, not a category of the taxonomy "
+                    f"({', '.join(taxonomy.category_ids)} or none)"
+                )
+            if not isinstance(text, str) or not text.strip():
+                raise ExemplarError(f"texts[{index}] is not a non-empty string: {text!r}")
+        present = set(labels)
+        categories = tuple(c for c in taxonomy.categories if c.id in present)
+        if not categories:
+            raise ExemplarError("no exemplars of any category (only 'none')")
+        return cls(categories, taxonomy.tiers, tuple(texts), tuple(labels), "<examples>")
 
     @classmethod
     def from_directory(cls, path: str | Path) -> ExemplarSet:

@@ -167,6 +167,21 @@ class Matcher:
             )
         return results
 
+    @property
+    def class_ids(self) -> tuple[str, ...]:
+        """Column order of :meth:`scores`: the category ids, then ``none`` when it competes."""
+        return tuple(self._class_ids)
+
+    def scores(self, texts: Iterable[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Raw scores, shape (len(texts), len(class_ids)), as the decision sees them."""
+        _, cleaned = clean_texts(texts, max_chars=self.max_chars)
+        size = self.batch_size if batch_size is None else batch_size
+        parts = [
+            self._score_clean(cleaned[start : start + _CHUNK], size)[0]
+            for start in range(0, len(cleaned), _CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self._class_ids)))
+
     def __repr__(self) -> str:
         return (
             f"Matcher(model={self.encoder.model_id!r}, exemplars={self.exemplars.source!r}, "
@@ -223,32 +238,40 @@ class Matcher:
         shape: tuple[int, int],
     ) -> list[Classification]:
         """Classify validated texts; ``shape`` is (matches kept, evidence per match)."""
+        merged, exemplar_sims = self._score_clean(cleaned, batch_size)
+        return [
+            self._result(original, merged[i], exemplar_sims[i], shape)
+            for i, original in enumerate(originals)
+        ]
+
+    def _score_clean(
+        self, cleaned: Sequence[str], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per text: class scores (categories, then none) and similarity to every exemplar.
+
+        A long text arrives as several windows: a category counts as strongly as its best
+        window, while `none` must hold for every window, so a problem stated anywhere counts.
+        """
         windows = self.encoder.windows(cleaned)
         flat = [piece for pieces in windows for piece in pieces]
         queries = self.encoder.encode(flat, batch_size=batch_size)
         sims = queries @ self._embeddings.T
         scores = self._scorer.score(queries, sims[:, self._scored_rows])
-
-        results = []
-        start = 0
-        for original, pieces in zip(originals, windows, strict=True):
-            stop = start + len(pieces)
-            results.append(self._result(original, scores[start:stop], sims[start:stop], shape))
-            start = stop
-        return results
+        if all(len(pieces) == 1 for pieces in windows):
+            return scores, sims
+        owners = np.repeat(np.arange(len(windows)), [len(pieces) for pieces in windows])
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        merged = np.maximum.reduceat(scores, starts, axis=0)
+        if self.use_none:
+            none = len(self.exemplars.categories)
+            merged[:, none] = np.minimum.reduceat(scores[:, none], starts)
+        return merged, np.maximum.reduceat(sims, starts, axis=0)
 
     def _result(
-        self, text: str, scores: np.ndarray, sims: np.ndarray, shape: tuple[int, int]
+        self, text: str, merged: np.ndarray, exemplar_sims: np.ndarray, shape: tuple[int, int]
     ) -> Classification:
-        # A long text arrives as several windows: a category counts as strongly as its best
-        # window, while `none` must hold for every window, so a problem stated anywhere counts.
         n_categories = len(self.exemplars.categories)
-        merged = scores.max(axis=0)
-        if self.use_none:
-            merged[n_categories] = scores[:, n_categories].min()
         none_score = float(merged[n_categories]) if self.use_none else 0.0
-        exemplar_sims = sims.max(axis=0)
-
         order = np.argsort(-merged[:n_categories], kind="stable")[: shape[0]]
         matches = [self._match(int(c), float(merged[c]), exemplar_sims, shape[1]) for c in order]
         best = matches[0]
