@@ -136,11 +136,17 @@ def fake_encoder() -> FakeEncoder:
 
 
 @pytest.fixture(scope="session")
-def real_matcher(tmp_path_factory: pytest.TempPathFactory):
+def real_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder shared by every test that uses the real model in this session."""
+    return tmp_path_factory.mktemp("real-cache")
+
+
+@pytest.fixture(scope="session")
+def real_matcher(real_cache_dir: Path):
     """The bundled model and exemplars, loaded once per test session."""
     from mlmatch import Matcher
 
-    return Matcher(cache_dir=tmp_path_factory.mktemp("real-cache"))
+    return Matcher(cache_dir=real_cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def test_second_start_does_not_re_embed(tiny_dir: Path, tmp_path: Path):
     assert len(first.encoded) > 0
     second = _build(tiny_dir, cache)
     assert second.encoded == []
-    assert len(_entries(cache)) == 2  # exemplar embeddings and the fitted linear head
+    assert len(_entries(cache)) == 3  # embeddings, the fitted linear head, the calibration
 
 
 def test_changed_exemplars_invalidate(tiny_dir: Path, tmp_path: Path):

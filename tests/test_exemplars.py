@@ -158,7 +158,8 @@ def test_non_utf8_file_is_reported(tiny_dir: Path):
 
 def test_from_examples_uses_the_taxonomy(tiny_set: ExemplarSet):
     built = ExemplarSet.from_examples(
-        ["robot arm", "forecast demand", "cake recipe"], ["robots", "forecasting", "none"],
+        ["robot arm", "forecast demand", "cake recipe"],
+        ["robots", "forecasting", "none"],
         taxonomy=tiny_set,
     )
     assert built.category_ids == ("robots", "forecasting")

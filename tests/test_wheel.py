@@ -37,7 +37,9 @@ def test_wheel_contains_every_exemplar_file_and_py_typed(wheel: Path):
     assert not any(name.startswith(("tests/", "data/", "benchmarks/")) for name in names)
 
 
-def test_installed_wheel_classifies_from_another_folder(wheel: Path, tmp_path: Path):
+def test_installed_wheel_classifies_from_another_folder(
+    wheel: Path, tmp_path: Path, real_matcher, real_cache_dir: Path
+):
     env_dir = tmp_path / "venv"
     # System site-packages supply the heavy dependencies; mlmatch itself comes from the wheel.
     venv.create(env_dir, system_site_packages=True, with_pip=True)
@@ -58,7 +60,12 @@ def test_installed_wheel_classifies_from_another_folder(wheel: Path, tmp_path: P
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MLMATCH_CACHE_DIR": str(tmp_path)},
+        # The session's cache (filled by real_matcher) holds the same exemplars' embeddings.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "MLMATCH_CACHE_DIR": str(real_cache_dir),
+        },
     )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
+from mlmatch.calibration import Calibrator, choose_calibrator
 from mlmatch.encoders import Encoder, load_encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
-from mlmatch.models import Category, Classification, Evidence, Match
+from mlmatch.models import CalibrationReport, Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
 from mlmatch.text import clean_text, clean_texts
 
@@ -36,6 +37,8 @@ DEFAULT_THRESHOLD = 0.22
 AMBIGUITY_MARGIN = 0.1
 EVIDENCE_PER_MATCH = 3
 DEFAULT_MAX_CHARS = 100_000
+# Folds for cross-fitting the calibration on the exemplars (fewer when a category is small).
+CALIBRATION_FOLDS = 5
 # Queries are scored in chunks so the query-by-exemplar similarity matrix stays small.
 _CHUNK = 2048
 
@@ -55,7 +58,11 @@ class Matcher:
         use_none: Let the ``none`` counter-examples compete as a pseudo-category; when it wins,
             the matcher abstains.
         description_weight: Weight in [0, 1] of the similarity to the category descriptions.
-        threshold: Abstain when the best category scores below this.
+        threshold: Abstain when the best category scores below this. ``None`` takes the
+            threshold saved by :meth:`calibrate`, else :data:`DEFAULT_THRESHOLD`.
+        calibration: Give each match a calibrated ``confidence``. The calibration is fitted
+            once from the exemplars by cross-fitting (or by :meth:`calibrate` on labelled
+            texts) and cached.
         cache_dir: Where exemplar embeddings are cached (default: see
             :func:`~mlmatch.cache.default_cache_dir`); ``use_cache=False`` disables caching.
         batch_size: Texts per encoder batch.
@@ -74,7 +81,8 @@ class Matcher:
         k: int = 3,
         use_none: bool = True,
         description_weight: float = DEFAULT_DESCRIPTION_WEIGHT,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
+        calibration: bool = True,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
         batch_size: int = 64,
@@ -85,7 +93,7 @@ class Matcher:
             raise ValueError("pass either model or encoder, not both")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if not 0.0 <= threshold <= 1.0:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if max_chars is not None and max_chars < 1:
             raise ValueError(f"max_chars must be positive or None, got {max_chars}")
@@ -99,7 +107,7 @@ class Matcher:
             exemplars if isinstance(exemplars, ExemplarSet) else load_exemplars(exemplars)
         )
         self.encoder = encoder if encoder is not None else load_encoder(model, device=device)
-        self.threshold = threshold
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.batch_size = batch_size
         self.max_chars = max_chars
         self.use_none = use_none and self.exemplars.has_none
@@ -111,13 +119,16 @@ class Matcher:
         self._class_ids = [*self.exemplars.category_ids] + ([NONE_LABEL] if self.use_none else [])
         index = {label: i for i, label in enumerate(self._class_ids)}
         self._labels = np.array([index.get(label, -1) for label in self.exemplars.labels])
-        self._embeddings, descriptions = self._embed_exemplars()
+        self._embeddings, self._descriptions = self._embed_exemplars()
         self._scored_rows = self._labels >= 0
         self._members = [
             np.flatnonzero(self._labels == c) for c in range(len(self.exemplars.categories))
         ]
         self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
-        self._fit_scorer(descriptions)
+        self._fit_scorer(self._descriptions)
+        self.calibrator: Calibrator | None = None
+        if calibration:
+            self._load_calibration(explicit_threshold=threshold is not None)
 
     # ----------------------------------------------------------------- public API
 
@@ -182,6 +193,38 @@ class Matcher:
         ]
         return np.concatenate(parts) if parts else np.zeros((0, len(self._class_ids)))
 
+    def calibrate(
+        self,
+        texts: Iterable[str],
+        labels: Sequence[str | None],
+        *,
+        fit_threshold: bool = True,
+    ) -> CalibrationReport:
+        """Refit confidence (and the abstention threshold) on labelled texts, and save both.
+
+        ``labels`` are category ids, with ``none``, ``""`` or ``None`` for no category. The fit
+        is stored with the exemplar cache, so later matchers with the same model, exemplars
+        and settings load it.
+        """
+        from mlmatch.evaluation import normalize_labels
+
+        originals = list(texts)
+        truth = np.array(normalize_labels(labels, self.exemplars.category_ids))
+        if len(truth) != len(originals):
+            raise ValueError(f"{len(originals)} texts but {len(truth)} labels")
+        scores = self.scores(originals)
+        calibrator, brier = self._fit_calibration(scores, truth)
+        if fit_threshold:
+            self.threshold = self._best_threshold(scores, truth)
+        self.calibrator = calibrator
+        self._cache.save(
+            self._calibration_key(),
+            {**calibrator.to_arrays(), "threshold": np.array([self.threshold])},
+        )
+        return CalibrationReport(
+            method=calibrator.method.value, brier=brier, threshold=self.threshold, n=len(truth)
+        )
+
     def __repr__(self) -> str:
         return (
             f"Matcher(model={self.encoder.model_id!r}, exemplars={self.exemplars.source!r}, "
@@ -229,6 +272,84 @@ class Matcher:
         )
         if key and state is None:
             self._cache.save(key, scorer.linear_state())
+
+    def _calibration_key(self) -> str:
+        return cache_key(
+            "calibration",
+            self.encoder.model_id,
+            self.exemplars.content_hash,
+            f"{self.aggregation.value}|k={self._scorer.k}|use_none={self.use_none}"
+            f"|w={self._scorer.description_weight}|C={self._scorer.linear_c}",
+        )
+
+    def _load_calibration(self, *, explicit_threshold: bool) -> None:
+        saved = self._cache.load(self._calibration_key())
+        if saved is not None:
+            try:
+                self.calibrator = Calibrator.from_arrays(saved)
+                if not explicit_threshold and np.isfinite(saved["threshold"][0]):
+                    self.threshold = float(saved["threshold"][0])
+                return
+            except (KeyError, IndexError, ValueError):
+                logger.warning("ignoring an unreadable calibration entry; refitting it")
+        try:
+            scores, truth = self._cross_fitted_scores()
+            self.calibrator, _ = self._fit_calibration(scores, truth)
+        except ValueError as error:
+            logger.warning("no calibrated confidence: %s", error)
+            return
+        self._cache.save(
+            self._calibration_key(),
+            {**self.calibrator.to_arrays(), "threshold": np.array([np.nan])},
+        )
+
+    def _cross_fitted_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each exemplar scored by a scorer fitted without its fold (stratified k-fold)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        truth = np.array(self.exemplars.labels)
+        smallest = min(self.exemplars.counts().values())
+        if smallest < 2:
+            raise ValueError("every category needs two exemplars to cross-fit a calibration")
+        folds = StratifiedKFold(
+            n_splits=min(CALIBRATION_FOLDS, smallest), shuffle=True, random_state=0
+        )
+        scores = np.zeros((len(truth), len(self._class_ids)))
+        for train, test in folds.split(self._embeddings, truth):
+            train = train[self._scored_rows[train]]
+            fold = Scorer(
+                self.aggregation,
+                k=self._scorer.k,
+                description_weight=self._scorer.description_weight,
+            )
+            fold.fit(
+                self._embeddings[train],
+                self._labels[train],
+                len(self._class_ids),
+                descriptions=self._scorer._descriptions,
+            )
+            scores[test] = fold.score(self._embeddings[test])
+        return scores, truth
+
+    def _fit_calibration(
+        self, scores: np.ndarray, truth: np.ndarray
+    ) -> tuple[Calibrator, dict[str, float]]:
+        ids = np.array(self.exemplars.category_ids)
+        n = len(ids)
+        correct = truth[:, None] == ids[None, :]
+        return choose_calibrator(scores[:, :n], correct)
+
+    def _best_threshold(self, scores: np.ndarray, truth: np.ndarray) -> float:
+        """The threshold with the best accuracy on labelled scores (ties: the current one)."""
+        ids = np.array([*self.exemplars.category_ids, NONE_LABEL])
+        n = len(self.exemplars.category_ids)
+
+        def accuracy(t: float) -> float:
+            winners = decide(scores, n, t, use_none=self.use_none)
+            return float((ids[np.where(winners < 0, n, winners)] == truth).mean())
+
+        grid = [self.threshold, *np.round(np.arange(0.0, 0.81, 0.02), 2)]
+        return float(max(grid, key=accuracy))
 
     def _classify_clean(
         self,
@@ -291,9 +412,15 @@ class Matcher:
     ) -> Match:
         members = self._members[class_index]
         nearest = members[np.argsort(-exemplar_sims[members], kind="stable")[:n_evidence]]
+        confidence = (
+            round(float(self.calibrator(np.array([score]))[0]), 6)
+            if self.calibrator is not None
+            else None
+        )
         return Match(
             category=self.exemplars.categories[class_index],
             score=round(score, 6),
+            confidence=confidence,
             evidence=[
                 Evidence(text=self.exemplars.texts[i], similarity=round(float(exemplar_sims[i]), 6))
                 for i in nearest

@@ -6,7 +6,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-__all__ = ["Category", "Classification", "Evidence", "Match", "Tier"]
+__all__ = ["CalibrationReport", "Category", "Classification", "Evidence", "Match", "Tier"]
 
 
 class Tier(str, Enum):
@@ -42,6 +42,11 @@ class Match(_Frozen):
 
     category: Category
     score: float = Field(description="Match strength in [0, 1]; the ranking uses it.")
+    confidence: float | None = Field(
+        default=None,
+        description="Calibrated probability that this category is the right one "
+        "(None when the matcher has no calibration).",
+    )
     evidence: list[Evidence] = Field(description="The nearest exemplars of this category.")
 
 
@@ -84,3 +89,12 @@ class Classification(_Frozen):
     def margin(self) -> float:
         """Score gap between the best and the second-ranked category."""
         return self.matches[0].score - self.matches[1].score if len(self.matches) > 1 else 1.0
+
+
+class CalibrationReport(_Frozen):
+    """What :meth:`mlmatch.Matcher.calibrate` fitted."""
+
+    method: str = Field(description="The calibration method kept: isotonic or platt.")
+    brier: dict[str, float] = Field(description="Held-out Brier score of each method tried.")
+    threshold: float = Field(description="The abstention threshold now in use.")
+    n: int = Field(description="Number of labelled texts used.")
