@@ -97,8 +97,18 @@ def main() -> int:
         for rows in sorted(args.memory_rows):
             big = folder / f"rows-{rows}.csv"
             write_csv(big, corpus(rows))
-            command = [sys.executable, "-m", "mlmatch", "score", str(big), "-o",
-                       str(folder / "big-out.csv"), "-t", "text", "-q"]
+            command = [
+                sys.executable,
+                "-m",
+                "mlmatch",
+                "score",
+                str(big),
+                "-o",
+                str(folder / "big-out.csv"),
+                "-t",
+                "text",
+                "-q",
+            ]
             rss, seconds = peak_rss_mb(command)
             lines.append(f"| {rows:,} | {rss:,.0f} MB | {seconds:,.0f} s |")
             print(lines[-1], flush=True)

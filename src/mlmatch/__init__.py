@@ -8,6 +8,7 @@
 Importing this package is cheap: the model loads on the first classification.
 """
 
+from mlmatch.diagnostics import HealthReport, diagnose
 from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mlmatch.errors import DataFileError, ExemplarError, MlmatchError, ModelLoadError
 from mlmatch.evaluation import EvaluationReport, evaluate
@@ -29,6 +30,7 @@ __all__ = [
     "Evidence",
     "ExemplarError",
     "ExemplarSet",
+    "HealthReport",
     "Match",
     "Matcher",
     "MlmatchError",
@@ -38,6 +40,7 @@ __all__ = [
     "classify",
     "classify_many",
     "default_matcher",
+    "diagnose",
     "evaluate",
     "load_encoder",
     "load_exemplars",

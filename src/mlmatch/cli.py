@@ -330,6 +330,27 @@ def categories(as_json: bool, exemplars: str | None) -> None:
         click.echo(f"{'(none)':26} {'':16} {counts['none']:9d}  counter-examples: no category")
 
 
+# ----------------------------------------------------------------------------- diagnose
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=15,
+    show_default=True,
+    help="Items listed per finding.",
+)
+@matcher_options
+def diagnose(as_json: bool, limit: int, **options: Any) -> None:
+    """Health report of the exemplars: misplaced, near-duplicate, confusable, thin."""
+    from mlmatch.diagnostics import diagnose as run_diagnosis
+
+    report = run_diagnosis(_matcher(**options))
+    click.echo(report.model_dump_json(indent=2) if as_json else report.format(limit=limit))
+
+
 # ----------------------------------------------------------------------------- evaluate
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -179,6 +180,13 @@ class Matcher:
         return results
 
     @property
+    def exemplar_embeddings(self) -> np.ndarray:
+        """The exemplars' embeddings, one row per text of ``exemplars.texts`` (read-only)."""
+        view = self._embeddings.view()
+        view.flags.writeable = False
+        return view
+
+    @property
     def class_ids(self) -> tuple[str, ...]:
         """Column order of :meth:`scores`: the category ids, then ``none`` when it competes."""
         return tuple(self._class_ids)
@@ -293,7 +301,7 @@ class Matcher:
             except (KeyError, IndexError, ValueError):
                 logger.warning("ignoring an unreadable calibration entry; refitting it")
         try:
-            scores, truth = self._cross_fitted_scores()
+            scores, truth = self.cross_fitted_scores()
             self.calibrator, _ = self._fit_calibration(scores, truth)
         except ValueError as error:
             logger.warning("no calibrated confidence: %s", error)
@@ -303,19 +311,25 @@ class Matcher:
             {**self.calibrator.to_arrays(), "threshold": np.array([np.nan])},
         )
 
-    def _cross_fitted_scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each exemplar scored by a scorer fitted without its fold (stratified k-fold)."""
+    def cross_fitted_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each exemplar scored by a scorer fitted without its fold (stratified k-fold).
+
+        Returns the scores (columns as :attr:`class_ids`) and the exemplars' true labels.
+        """
         from sklearn.model_selection import StratifiedKFold
 
         truth = np.array(self.exemplars.labels)
+        if len(truth) < 4:
+            raise ValueError("too few exemplars to cross-fit (need at least 4)")
+        # A category smaller than the number of folds is simply absent from some folds' fit.
         smallest = min(self.exemplars.counts().values())
-        if smallest < 2:
-            raise ValueError("every category needs two exemplars to cross-fit a calibration")
-        folds = StratifiedKFold(
-            n_splits=min(CALIBRATION_FOLDS, smallest), shuffle=True, random_state=0
-        )
+        n_splits = max(2, min(CALIBRATION_FOLDS, smallest))
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The least populated class")
+            splits = list(folds.split(self._embeddings, truth))
         scores = np.zeros((len(truth), len(self._class_ids)))
-        for train, test in folds.split(self._embeddings, truth):
+        for train, test in splits:
             train = train[self._scored_rows[train]]
             fold = Scorer(
                 self.aggregation,

@@ -11,6 +11,7 @@ or ``none``), so it works with ``cross_val_score``, ``GridSearchCV`` and ``Pipel
 Loading a sentence model takes seconds and cross-validation fits many clones, so loaded models are
 kept for the life of the process, shared by every clone, and each model remembers the embeddings of
 the texts it has seen (the most recent :data:`MEMO_SIZE`); :func:`clear_encoder_cache` frees them.
+A fitted estimator pickles such a model as its name, and loads it again when unpickled.
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        if getattr(y, "ndim", 1) != 1 or isinstance(y, str):
-            raise ValueError(f"y should be a 1d array of category ids, got {_describe(y)}")
         texts = _as_texts(X)
+        if isinstance(y, (str, bytes)):
+            raise TypeError("y must be a list, array or Series of category ids, not a string")
+        if getattr(y, "ndim", 1) != 1:
+            raise ValueError(f"y should be a 1d array of category ids, got {_describe(y)}")
         if not texts:
             raise ValueError("X is empty; fit needs labelled texts of at least one category")
         labels = [str(label) for label in y]
@@ -107,6 +110,8 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             description_weight=self.description_weight,
             threshold=self.threshold,
             batch_size=self.batch_size,
+            # Neither predict nor predict_proba uses the calibrated confidence; skip fitting it.
+            calibration=False,
             use_cache=False,
         )
         self.classes_ = np.array(sorted(set(labels)), dtype=object)
@@ -122,9 +127,10 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: Any) -> np.ndarray:
         """The matcher's scores normalized per row, in ``classes_`` order.
 
-        These are normalized scores, not calibrated probabilities, and they ignore the
-        abstention threshold: an abstained text still gets its highest value on a category.
-        A class the matcher does not score (``none`` with ``use_none=False``) gets 0.
+        These are normalized scores, not calibrated probabilities (the matcher's calibrated
+        confidence is separate and not fitted here). They ignore the abstention threshold, so a
+        text that scores below it still gets its highest value on a category. A class the
+        matcher does not score (``none`` with ``use_none=False``) gets 0.
         """
         check_is_fitted(self)
         scores = np.clip(self.matcher_.scores(_as_texts(X)), 0.0, None)
@@ -175,8 +181,8 @@ def clear_encoder_cache() -> None:
 class _Memo:
     """Embeddings by text, least recently used forgotten first; safe to share between threads."""
 
-    def __init__(self, size: int = MEMO_SIZE) -> None:
-        self.size = size
+    def __init__(self, size: int | None = None) -> None:
+        self.size = MEMO_SIZE if size is None else size
         self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -1,0 +1,60 @@
+"""The exemplar health report on a deliberately broken exemplar set."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import TINY, FakeEncoder, write_exemplar_dir
+
+import mlmatch.cli
+from mlmatch import Matcher, diagnose
+
+BROKEN = {
+    **TINY,
+    # A robot problem filed under forecasting, a near-copy, and a category with one exemplar.
+    "forecasting": (
+        "little-progress",
+        [
+            *TINY["forecasting"][1],
+            "robot arm grasping boxes warehouse shelves",
+        ],
+    ),
+    "robots": ("progress", [*TINY["robots"][1], "robot arm grasping boxes warehouse!"]),
+    "lonely": ("progress", ["a single lonely exemplar about quantum widgets"]),
+}
+
+
+def _broken_matcher(tmp_path):
+    folder = write_exemplar_dir(tmp_path / "broken", BROKEN)
+    return Matcher(exemplars=folder, encoder=FakeEncoder(), use_cache=False, calibration=False)
+
+
+def test_diagnose_finds_what_was_broken(tmp_path):
+    report = diagnose(_broken_matcher(tmp_path), min_exemplars=2)
+    misplaced = {m.text: m for m in report.misplaced}
+    wrong = misplaced["robot arm grasping boxes warehouse shelves"]
+    assert (wrong.category, wrong.nearer) == ("forecasting", "robots")
+    assert wrong.other_similarity > wrong.own_similarity
+    duplicate = report.near_duplicates[0]
+    assert {duplicate.first, duplicate.second} == {
+        "robot arm grasping boxes warehouse",
+        "robot arm grasping boxes warehouse!",
+    }
+    assert duplicate.similarity >= 0.92
+    assert "lonely" in report.needs_exemplars
+    assert report.categories["lonely"].exemplars == 1
+    assert report.categories["robots"].cross_fitted_recall > 0
+    assert any({a, b} == {"forecasting", "robots"} for a, b, _ in report.confusable_pairs)
+    text = report.format()
+    assert "<- needs exemplars" in text
+    assert "[forecasting -> robots]" in text
+
+
+def test_diagnose_command_json(tmp_path, monkeypatch):
+    matcher = _broken_matcher(tmp_path)
+    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: matcher)
+    result = CliRunner().invoke(mlmatch.cli.main, ["diagnose", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"categories", "misplaced", "near_duplicates", "confusable_pairs"} <= set(data)
