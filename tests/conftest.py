@@ -150,6 +150,14 @@ def real_matcher(real_cache_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def torch_matcher(real_cache_dir: Path):
+    """The reference backend (sentence-transformers on torch), once per session."""
+    from mlmatch import Matcher
+
+    return Matcher(backend="torch", cache_dir=real_cache_dir)
+
+
+@pytest.fixture(scope="session")
 def dev_set() -> list[tuple[str, str]]:
     import json
 

@@ -60,11 +60,15 @@ def test_problem_stated_after_the_model_window_counts(real_matcher: Matcher):
     assert real_matcher.classify(windows[0]).label != "time-series-forecasting"
 
 
-def test_batch_equals_single_with_the_real_model(real_matcher: Matcher, dev_set):
+@pytest.mark.parametrize("backend", ["default", "torch"])
+def test_batch_equals_single_with_the_real_model(
+    backend: str, real_matcher: Matcher, torch_matcher: Matcher, dev_set
+):
+    matcher = real_matcher if backend == "default" else torch_matcher
     texts = [text for text, _ in dev_set[:12]]
-    batched = real_matcher.classify_many(texts, batch_size=5)
+    batched = matcher.classify_many(texts, batch_size=5)
     for text, result in zip(texts, batched, strict=True):
-        single = real_matcher.classify(text)
+        single = matcher.classify(text)
         assert single.label == result.label
         assert [m.category.id for m in single.matches[:3]] == [
             m.category.id for m in result.matches[:3]
@@ -84,7 +88,9 @@ def test_module_level_functions(monkeypatch, real_matcher: Matcher):
 
 def test_model_that_does_not_exist_locally_is_explained(tmp_path):
     with pytest.raises(mlmatch.ModelLoadError, match="could not load the sentence-transformers"):
-        mlmatch.load_encoder("no-such-org/no-such-model-anywhere")
+        mlmatch.load_encoder("no-such-org/no-such-model-anywhere", backend="torch")
+    with pytest.raises(mlmatch.ModelLoadError, match=r"has no tokenizer\.json"):
+        mlmatch.load_encoder("no-such-org/no-such-model", backend="onnx", cache_dir=tmp_path)
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"x")
     with pytest.raises(mlmatch.ModelLoadError, match="is a file; pass the model's folder"):

@@ -91,6 +91,12 @@ def matcher_options(command: F) -> F:
             show_default=True,
             help="Texts per encoder batch.",
         ),
+        click.option(
+            "--backend",
+            type=click.Choice(["torch", "onnx", "static"]),
+            default=None,
+            help="How the model runs (default: $MLMATCH_BACKEND, else onnx).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -98,15 +104,20 @@ def matcher_options(command: F) -> F:
 
 
 def _matcher(
-    model: str | None, exemplars: str | None, threshold: float | None, batch_size: int
+    model: str | None,
+    exemplars: str | None,
+    threshold: float | None,
+    batch_size: int,
+    backend: str | None = None,
 ) -> Any:
-    from mlmatch.matcher import DEFAULT_THRESHOLD, Matcher
+    from mlmatch.matcher import Matcher
 
     return Matcher(
         model=model,
         exemplars=exemplars,
         batch_size=batch_size,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        threshold=threshold,
+        backend=backend,
     )
 
 

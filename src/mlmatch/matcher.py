@@ -12,7 +12,7 @@ import numpy as np
 
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
 from mlmatch.calibration import Calibrator, choose_calibrator
-from mlmatch.encoders import Encoder, load_encoder
+from mlmatch.encoders import Backend, Encoder, load_encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.models import CalibrationReport, Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
@@ -69,6 +69,9 @@ class Matcher:
         batch_size: Texts per encoder batch.
         max_chars: Longest accepted text; ``None`` accepts any length.
         device: Torch device for the model (``"cpu"``, ``"cuda"``); default picks CUDA if present.
+        backend: ``torch``, ``onnx`` or ``static`` (see :class:`~mlmatch.encoders.Backend`);
+            default :func:`~mlmatch.encoders.default_backend` (onnx where onnxruntime is
+            installed). Ignored when ``encoder`` is given.
 
     """
 
@@ -89,6 +92,7 @@ class Matcher:
         batch_size: int = 64,
         max_chars: int | None = DEFAULT_MAX_CHARS,
         device: str | None = None,
+        backend: Backend | str | None = None,
     ) -> None:
         if encoder is not None and model is not None:
             raise ValueError("pass either model or encoder, not both")
@@ -107,14 +111,17 @@ class Matcher:
         self.exemplars = (
             exemplars if isinstance(exemplars, ExemplarSet) else load_exemplars(exemplars)
         )
-        self.encoder = encoder if encoder is not None else load_encoder(model, device=device)
+        cache_root = cache_dir if cache_dir is not None else default_cache_dir()
+        self.encoder = (
+            encoder
+            if encoder is not None
+            else load_encoder(model, device=device, backend=backend, cache_dir=cache_root)
+        )
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.batch_size = batch_size
         self.max_chars = max_chars
         self.use_none = use_none and self.exemplars.has_none
-        self._cache = EmbeddingCache(
-            (cache_dir if cache_dir is not None else default_cache_dir()) if use_cache else None
-        )
+        self._cache = EmbeddingCache(cache_root if use_cache else None)
 
         # Class indices: the categories in taxonomy order, then `none` when it competes.
         self._class_ids = [*self.exemplars.category_ids] + ([NONE_LABEL] if self.use_none else [])

@@ -1,0 +1,238 @@
+"""The ``onnx`` backend: the sentence model exported to ONNX, quantized to int8, run by onnxruntime.
+
+The export runs once per model, locally, and is cached under ``<cache>/onnx/``; it needs torch and
+transformers. Afterwards encoding needs only onnxruntime, the ``tokenizers`` package and numpy, so a
+fresh process answers without importing torch.
+
+The exported graph returns token embeddings; pooling (mean or CLS, as the model's
+sentence-transformers configuration says) and L2 normalization happen here in numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmatch.encoders import WINDOW_OVERLAP, token_windows
+from mlmatch.errors import ModelLoadError
+
+__all__ = ["OnnxEncoder", "export_onnx", "load_onnx_encoder"]
+
+logger = logging.getLogger(__name__)
+
+_MANIFEST = "mlmatch-onnx.json"
+_FORMAT = 2
+
+
+class OnnxEncoder:
+    """An :class:`~mlmatch.encoders.Encoder` running an exported model with onnxruntime."""
+
+    def __init__(self, folder: Path, model_id: str, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        manifest = json.loads((folder / _MANIFEST).read_text())
+        self._model_id = model_id
+        self.pooling: str = manifest["pooling"]
+        self.max_tokens = int(manifest["max_seq_length"]) - 2
+        self.dimension = int(manifest["dimension"])
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_length=self.max_tokens + 2)
+        self._tokenizer.no_padding()
+        self._plain = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._plain.no_truncation()
+        self._plain.no_padding()
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the embedding space; part of the exemplar cache key."""
+        return self._model_id
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed texts as rows of an L2-normalized float32 matrix.
+
+        Each text runs alone (``batch_size`` is accepted for the protocol and ignored): dynamic
+        int8 quantization scales activations per run, so in a batch a text's embedding would
+        depend on its batch-mates, and batched results would differ from one-by-one ones.
+        Without padding, one text per run is also nearly as fast on a CPU.
+        """
+        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
+            ids = np.asarray([encoding.ids], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            tokens = self._session.run(None, feeds)[0]
+            result[row] = _pool(tokens, feeds["attention_mask"], self.pooling)[0]
+        norms = np.linalg.norm(result, axis=1, keepdims=True)
+        return np.asarray(result / np.maximum(norms, 1e-12), dtype=np.float32)
+
+    def windows(self, texts: Sequence[str]) -> list[list[str]]:
+        """Split texts longer than the model's window into overlapping token windows."""
+        result: list[list[str]] = [[text] for text in texts]
+        long = [i for i, t in enumerate(texts) if len(t) - t.count(" ") > self.max_tokens]
+        if long:
+            encodings = self._plain.encode_batch([texts[i] for i in long], add_special_tokens=False)
+            for i, encoding in zip(long, encodings, strict=True):
+                result[i] = token_windows(
+                    texts[i], encoding.offsets, self.max_tokens, WINDOW_OVERLAP
+                )
+        return result
+
+
+def _pool(tokens: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    if pooling == "cls":
+        return np.asarray(tokens[:, 0])
+    weights = mask[..., None].astype(tokens.dtype)
+    return np.asarray((tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))
+
+
+def load_onnx_encoder(
+    model: str | Path | None, cache_dir: Path, *, threads: int | None = None
+) -> OnnxEncoder:
+    """The ONNX encoder for ``model``, exporting it into ``cache_dir`` the first time."""
+    from mlmatch.encoders import _resolve
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        raise ModelLoadError(
+            "the onnx backend needs onnxruntime: pip install onnxruntime"
+        ) from error
+    path, base_id = _resolve(model)
+    folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
+    if not _complete(folder):
+        export_onnx(path, folder)
+    return OnnxEncoder(folder, f"{base_id}|onnx-int8", threads=threads)
+
+
+def _complete(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / _MANIFEST).read_text())
+        return bool(
+            manifest.get("format") == _FORMAT
+            and (folder / "model.onnx").stat().st_size == manifest["bytes"]
+            and (folder / "tokenizer.json").is_file()
+        )
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def export_onnx(model_path: str, folder: Path) -> None:
+    """Export a sentence-transformers model folder to int8 ONNX in ``folder`` (atomically)."""
+    try:
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from transformers import AutoModel
+    except ImportError as error:
+        raise ModelLoadError(
+            f"exporting to ONNX needs torch, transformers and onnx ({error}); "
+            "pip install torch transformers onnx"
+        ) from error
+    source = Path(model_path)
+    if not (source / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{source} has no tokenizer.json; the onnx backend needs one")
+    started = time.perf_counter()
+    logger.warning("exporting %s to int8 ONNX once (about a minute); later runs reuse it", source)
+    pooling, max_length = _pooling(source)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+    try:
+        transformer = AutoModel.from_pretrained(str(source), local_files_only=True).eval()
+        sample = {
+            "input_ids": torch.ones((2, 8), dtype=torch.long),
+            "attention_mask": torch.ones((2, 8), dtype=torch.long),
+            "token_type_ids": torch.zeros((2, 8), dtype=torch.long),
+        }
+        axes = {name: {0: "batch", 1: "tokens"} for name in [*sample, "token_embeddings"]}
+        with torch.no_grad():
+            torch.onnx.export(
+                _token_embedding_module(transformer),
+                tuple(sample.values()),
+                str(work / "fp32.onnx"),
+                input_names=list(sample),
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        # Per-channel int8 weights on the matrix multiplications only: quantizing the embedding
+        # tables too cost 1 point of top-1 agreement with torch on the dev set, per-tensor
+        # weights about 1 more (measured with benchmarks/backends.py).
+        quantize_dynamic(
+            str(work / "fp32.onnx"),
+            str(work / "model.onnx"),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+        (work / "fp32.onnx").unlink()
+        shutil.copy(source / "tokenizer.json", work / "tokenizer.json")
+        manifest = {
+            "format": _FORMAT,
+            "source": str(source),
+            "pooling": pooling,
+            "max_seq_length": max_length,
+            "dimension": int(transformer.config.hidden_size),
+            "bytes": (work / "model.onnx").stat().st_size,
+        }
+        (work / _MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)  # an incomplete earlier export
+        os.replace(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.warning("ONNX export done in %.0f s: %s", time.perf_counter() - started, folder)
+
+
+def _pooling(source: Path) -> tuple[str, int]:
+    """Pooling mode and window length from the sentence-transformers configuration."""
+    max_length = 256
+    config = source / "sentence_bert_config.json"
+    if config.is_file():
+        max_length = int(json.loads(config.read_text()).get("max_seq_length", max_length))
+    pooling_config = source / "1_Pooling" / "config.json"
+    if not pooling_config.is_file():
+        return "mean", max_length
+    settings: dict[str, Any] = json.loads(pooling_config.read_text())
+    if settings.get("pooling_mode_mean_tokens"):
+        return "mean", max_length
+    if settings.get("pooling_mode_cls_token"):
+        return "cls", max_length
+    raise ModelLoadError(f"{source}: the onnx backend supports mean or CLS pooling only")
+
+
+def _token_embedding_module(transformer: Any) -> Any:
+    """A torch module calling ``transformer`` by keyword and returning its token embeddings."""
+    import torch
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            output = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return output.last_hidden_state
+
+    return TokenEmbeddings()

@@ -1,0 +1,381 @@
+"""A static embedding backend: token vectors distilled once from the sentence model.
+
+In the spirit of model2vec: every token of the model's vocabulary is embedded alone by the
+sentence-transformers model, the vectors are reduced by PCA and weighted by SIF weights from a Zipf
+estimate of token frequency, and a text becomes the L2-normalized mean of its tokens' vectors. This
+trades some accuracy for encoding that costs a tokenizer call and a table lookup, for very large
+batches.
+
+Distilling imports sentence-transformers and torch and runs once per model; the result is cached
+on disk. Loading and encoding import only numpy and ``tokenizers``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import logging
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from mlmatch.cache import cache_key
+from mlmatch.encoders import _offline, _quiet_transformers, _resolve
+from mlmatch.errors import ModelLoadError
+
+__all__ = [
+    "SIF_COEFFICIENT",
+    "STATIC_DIMS",
+    "StaticEncoder",
+    "load_static_encoder",
+    "pool_tokens",
+    "sif_weights",
+]
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIMS = 256
+SIF_COEFFICIENT = 1e-3
+# Part of the model id and of the artifact key: change it whenever the recipe changes, so that
+# neither stale artifacts nor exemplar embeddings cached under the old id are reused.
+_RECIPE = f"static-{STATIC_DIMS}"
+_FORMAT = 1
+_UNUSED = re.compile(r"\[unused\d+\]")
+# Vocabulary tokens per forward pass while distilling; each input is only a few tokens long.
+_DISTILL_BATCH = 2048
+# Texts tokenized and pooled at once; bounds the (tokens x dims) gather, about 25 MB at 100 tokens
+# per text.
+_ENCODE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class StaticLayout:
+    """The files of one distilled model inside its artifact folder."""
+
+    folder: Path
+
+    @property
+    def manifest(self) -> Path:
+        """JSON: format, model ids, recipe parameters and SHA-256 digests of the other files."""
+        return self.folder / "manifest.json"
+
+    @property
+    def vectors(self) -> Path:
+        """``.npy`` float32 table, one row per token id (zeros for tokens left out)."""
+        return self.folder / "vectors.npy"
+
+    @property
+    def tokenizer(self) -> Path:
+        """The model's fast tokenizer, with truncation and padding switched off."""
+        return self.folder / "tokenizer.json"
+
+
+class StaticEncoder:
+    """An :class:`~mlmatch.encoders.Encoder` that averages distilled token vectors.
+
+    Args:
+        vectors: One row per token id of ``tokenizer``; rows of tokens without a vector are zero.
+        tokenizer: The base model's tokenizer; its truncation and padding are switched off and
+            special tokens are not added.
+        model_id: Identifies the embedding space; part of the exemplar cache key.
+
+    """
+
+    def __init__(self, vectors: np.ndarray, tokenizer: Tokenizer, model_id: str) -> None:
+        if vectors.ndim != 2:
+            raise ValueError(f"vectors must be a 2-d table, got shape {vectors.shape}")
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._tokenizer = tokenizer
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._model_id = model_id
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the embedding space; part of the exemplar cache key."""
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        """Length of one embedding."""
+        return int(self._vectors.shape[1])
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed texts as rows of an L2-normalized float32 matrix.
+
+        A text none of whose tokens has a vector (only unknown characters) gets a zero row.
+        ``batch_size`` is accepted for the protocol; a static model is cheap per text, so texts
+        go in chunks of at least ``_ENCODE_CHUNK``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        texts = list(texts)
+        chunk = max(batch_size, _ENCODE_CHUNK)
+        parts = [self._encode_chunk(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def windows(self, texts: Sequence[str]) -> list[list[str]]:
+        """One piece per text: a static model has no input window, so nothing is split."""
+        return [[text] for text in texts]
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        # encode_batch_fast skips the character offsets we do not need (tokenizers >= 0.20).
+        batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        encodings = batch(texts, add_special_tokens=False)
+        return pool_tokens(self._vectors, [encoding.ids for encoding in encodings])
+
+    @classmethod
+    def load(cls, folder: str | Path, *, model_id: str | None = None) -> StaticEncoder:
+        """Load and verify a distilled model folder; ``ValueError`` if anything fails a check.
+
+        ``model_id`` is the id the folder must have been distilled for (any, when None).
+        """
+        layout = StaticLayout(Path(folder))
+        try:
+            manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+            vector_bytes = layout.vectors.read_bytes()
+            tokenizer_bytes = layout.tokenizer.read_bytes()
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"unreadable static model in {layout.folder}: {error}") from error
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+            raise ValueError(f"{layout.manifest} is not a format-{_FORMAT} manifest")
+        if model_id is not None and manifest.get("model_id") != model_id:
+            raise ValueError(
+                f"{layout.folder} holds {manifest.get('model_id')!r}, not {model_id!r}"
+            )
+        digests = manifest.get("sha256", {})
+        for name, data in (("vectors.npy", vector_bytes), ("tokenizer.json", tokenizer_bytes)):
+            if not isinstance(digests, dict) or digests.get(name) != _sha256(data):
+                raise ValueError(f"checksum mismatch for {layout.folder / name}")
+        try:
+            vectors = np.load(io.BytesIO(vector_bytes), allow_pickle=False)
+            tokenizer = Tokenizer.from_str(tokenizer_bytes.decode("utf-8"))
+        except Exception as error:  # a digest match makes this unlikely, but never trust it
+            raise ValueError(f"unreadable static model in {layout.folder}: {error}") from error
+        expected = (manifest.get("rows"), manifest.get("dims"))
+        if vectors.dtype != np.float32 or vectors.shape != expected:
+            raise ValueError(
+                f"{layout.vectors} holds {vectors.dtype} {vectors.shape}, "
+                f"expected float32 {expected}"
+            )
+        if max(tokenizer.get_vocab(with_added_tokens=True).values()) >= vectors.shape[0]:
+            raise ValueError(f"{layout.tokenizer} has token ids beyond the {len(vectors)} vectors")
+        return cls(vectors, tokenizer, str(manifest.get("model_id", "")))
+
+    def save(self, folder: str | Path) -> None:
+        """Write the model into a new folder (which must not exist yet)."""
+        layout = StaticLayout(Path(folder))
+        layout.folder.mkdir(parents=True)
+        buffer = io.BytesIO()
+        np.save(buffer, self._vectors, allow_pickle=False)
+        vector_bytes = buffer.getvalue()
+        tokenizer_bytes = self._tokenizer.to_str().encode("utf-8")
+        layout.vectors.write_bytes(vector_bytes)
+        layout.tokenizer.write_bytes(tokenizer_bytes)
+        manifest = {
+            "format": _FORMAT,
+            "model_id": self.model_id,
+            "rows": int(self._vectors.shape[0]),
+            "dims": self.dimension,
+            "sif_coefficient": SIF_COEFFICIENT,
+            "sha256": {
+                "vectors.npy": _sha256(vector_bytes),
+                "tokenizer.json": _sha256(tokenizer_bytes),
+            },
+        }
+        # Written last: a folder without a manifest is never loaded.
+        layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def __repr__(self) -> str:
+        return f"StaticEncoder(model_id={self.model_id!r}, dims={self.dimension})"
+
+
+def pool_tokens(vectors: np.ndarray, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """The L2-normalized mean of each text's token vectors; zero rows for texts without any."""
+    lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+    pooled = np.zeros((len(token_ids), vectors.shape[1]), dtype=np.float32)
+    total = int(lengths.sum())
+    if total:
+        flat = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=total)
+        filled = lengths > 0
+        starts = np.cumsum(lengths) - lengths
+        # Empty texts have zero-length segments, so each non-empty start ends at the next one.
+        pooled[filled] = np.add.reduceat(vectors[flat], starts[filled], axis=0)
+    # The mean and the sum point the same way: normalizing the sum is enough.
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.divide(pooled, norms, out=pooled, where=norms > 0)
+    return pooled
+
+
+def sif_weights(n_tokens: int, coefficient: float = SIF_COEFFICIENT) -> np.ndarray:
+    """SIF weights ``a / (a + p)``, ``p`` the Zipf frequency of each rank (first: most common).
+
+    Frequent tokens ("the", "##s") get small weights, rare ones weights near 1.
+    """
+    if not 0.0 < coefficient < 1.0:
+        raise ValueError(f"the SIF coefficient must be in (0, 1), got {coefficient}")
+    inverse_rank = 1.0 / np.arange(1, n_tokens + 1, dtype=np.float64)
+    frequency = inverse_rank / inverse_rank.sum()
+    weights: np.ndarray = coefficient / (coefficient + frequency)
+    return weights
+
+
+def load_static_encoder(model: str | Path | None, cache_dir: str | Path) -> StaticEncoder:
+    """The static version of ``model``, distilled on first use and cached under ``cache_dir``.
+
+    ``model`` is resolved as :func:`mlmatch.encoders.load_encoder` does (``None`` is the bundled
+    all-MiniLM-L6-v2). Artifacts live in ``cache_dir/static/<key>/``; a missing or damaged folder
+    is distilled again (about a minute on two CPU cores, needs sentence-transformers and torch).
+    An unwritable cache only logs a warning.
+    """
+    path, base_id = _resolve(model)
+    model_id = f"{base_id}|{_RECIPE}"
+    key = cache_key("static", model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
+    folder = Path(cache_dir).expanduser() / "static" / key
+    if StaticLayout(folder).manifest.exists():
+        try:
+            encoder = StaticEncoder.load(folder, model_id=model_id)
+        except ValueError as error:
+            logger.warning(
+                "ignoring damaged static model %s (%s); distilling it again", folder, error
+            )
+        else:
+            logger.debug("static model %s loaded from %s", model_id, folder)
+            return encoder
+    encoder = StaticEncoder(*_distill(path), model_id)
+    _install(encoder, folder)
+    return encoder
+
+
+def _install(encoder: StaticEncoder, folder: Path) -> None:
+    """Write ``encoder`` into a temporary folder, then rename it to ``folder``."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
+        )
+    except OSError as error:
+        logger.warning("could not write the static model to %s (%s)", folder, error)
+        return
+    retired = staging.with_suffix(".old")
+    try:
+        encoder.save(staging / "model")
+        # A damaged folder is moved aside first: a directory cannot be renamed over a full one.
+        with contextlib.suppress(FileNotFoundError):
+            folder.rename(retired)
+        try:
+            (staging / "model").rename(folder)
+        except OSError:
+            # Another process installed its copy in between; it was distilled the same way.
+            logger.debug("static model %s was installed concurrently", folder)
+        else:
+            logger.info("static model written to %s", folder)
+    except OSError as error:
+        logger.warning("could not write the static model to %s (%s)", folder, error)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _distill(path: str) -> tuple[np.ndarray, Tokenizer]:
+    """Embed every vocabulary token alone with the model; return the vector table and tokenizer."""
+    started = time.perf_counter()
+    try:
+        with _offline():
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from sklearn.decomposition import PCA
+
+            with _quiet_transformers():
+                model = SentenceTransformer(path, local_files_only=True)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"distilling a static model needs sentence-transformers and torch ({error}); "
+            "install them with `pip install sentence-transformers`"
+        ) from error
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load the sentence-transformers model {path!r} to distill a static model "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    if not isinstance(backend, Tokenizer):
+        raise ModelLoadError(f"the model {path!r} has no fast tokenizer to build a static model on")
+    tokenizer = Tokenizer.from_str(backend.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    token_ids = _vocabulary(tokenizer, set(model.tokenizer.all_special_ids))
+    prefix, suffix = _special_wrapping(tokenizer)
+    logger.info(
+        "distilling a static model from %s: embedding %d vocabulary tokens", path, len(token_ids)
+    )
+    inputs = np.column_stack(
+        [np.tile(prefix, (len(token_ids), 1)), token_ids, np.tile(suffix, (len(token_ids), 1))]
+    ).astype(np.int64)
+    with_types = "token_type_ids" in getattr(model.tokenizer, "model_input_names", ())
+    embedded = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), _DISTILL_BATCH):
+            ids = torch.from_numpy(inputs[start : start + _DISTILL_BATCH]).to(model.device)
+            features: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            if with_types:
+                features["token_type_ids"] = torch.zeros_like(ids)
+            # Mean over the token and its special tokens, before the model's normalization:
+            # a token's norm carries how much it says.
+            tokens = model.forward(features)["token_embeddings"]
+            embedded.append(tokens.float().mean(dim=1).cpu().numpy())
+            logger.debug("embedded %d of %d tokens", start + len(ids), len(inputs))
+    raw = np.concatenate(embedded).astype(np.float64)
+    dims = min(STATIC_DIMS, raw.shape[1], len(raw))
+    reduced = PCA(n_components=dims, svd_solver="full", random_state=0).fit_transform(raw)
+    vectors = np.zeros((max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1, dims))
+    vectors[token_ids] = reduced * sif_weights(len(token_ids))[:, None]
+    logger.info(
+        "distilled %d token vectors of %d dimensions in %.1f s",
+        len(token_ids),
+        dims,
+        time.perf_counter() - started,
+    )
+    return vectors.astype(np.float32), tokenizer
+
+
+def _vocabulary(tokenizer: Tokenizer, special_ids: set[int]) -> np.ndarray:
+    """Token ids that get a vector, in id order (the frequency rank for SIF weights)."""
+    special = special_ids | {
+        i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special
+    }
+    vocabulary = tokenizer.get_vocab(with_added_tokens=True)
+    return np.array(
+        sorted(
+            i
+            for token, i in vocabulary.items()
+            if i not in special and not _UNUSED.fullmatch(token)
+        ),
+        dtype=np.int64,
+    )
+
+
+def _special_wrapping(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text (``[CLS]``, ``[SEP]`` for BERT)."""
+    plain = tokenizer.encode("hello", add_special_tokens=False).ids
+    full = tokenizer.encode("hello", add_special_tokens=True).ids
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

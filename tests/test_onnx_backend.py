@@ -1,0 +1,72 @@
+"""The onnx backend: agreement with torch, and classification in a process without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlmatch import NONE_LABEL, Matcher, load_encoder
+from mlmatch.encoders import BACKEND_ENV, Backend, default_backend
+
+BLOCKED = ("torch", "transformers", "sentence_transformers", "sklearn")
+
+
+def test_unknown_backend_is_explained(monkeypatch):
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'; use one of torch, onnx"):
+        load_encoder(backend="tensorflow")
+    monkeypatch.setenv(BACKEND_ENV, "jax")
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        load_encoder()
+    assert Backend("onnx") is Backend.ONNX
+    monkeypatch.setenv(BACKEND_ENV, "static")
+    assert default_backend() is Backend.STATIC
+    monkeypatch.delenv(BACKEND_ENV)
+    assert default_backend() is Backend.ONNX  # onnxruntime is a dependency
+
+
+@pytest.fixture(scope="module")
+def onnx_matcher(real_cache_dir: Path) -> Matcher:
+    return Matcher(backend="onnx", cache_dir=real_cache_dir)
+
+
+@pytest.mark.slow
+def test_onnx_agrees_with_torch_on_the_dev_set(onnx_matcher, torch_matcher, dev_set):
+    texts = [text for text, _ in dev_set]
+    onnx_labels = np.array([r.label or NONE_LABEL for r in onnx_matcher.classify_many(texts)])
+    torch_labels = np.array([r.label or NONE_LABEL for r in torch_matcher.classify_many(texts)])
+    assert (onnx_labels == torch_labels).mean() >= 0.97
+    assert onnx_matcher.encoder.model_id.endswith("|onnx-int8")
+    vectors = onnx_matcher.encoder.encode(texts[:8])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_classifies_where_torch_cannot_be_imported(onnx_matcher, real_cache_dir, tmp_path):
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    for name in BLOCKED:
+        (blocker / f"{name}.py").write_text(f"raise ImportError('{name} is blocked in this test')")
+    code = (
+        "import json, sys; from mlmatch.cli import main\n"
+        "try:\n"
+        "    main(['classify', '--backend', 'onnx', '--json',"
+        " 'How many parcels will each depot handle next week, from past weeks?'])\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "heavy = [m for m in " + repr(BLOCKED) + " if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(blocker), "MLMATCH_CACHE_DIR": str(real_cache_dir)}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result, status = (json.loads(line) for line in run.stdout.strip().splitlines()[-2:])
+    assert result["label"] == "time-series-forecasting"
+    assert status["heavy"] == []
