@@ -135,10 +135,17 @@ def fake_encoder() -> FakeEncoder:
     return FakeEncoder()
 
 
-@pytest.fixture(scope="session")
-def real_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder shared by every test that uses the real model in this session."""
-    return tmp_path_factory.mktemp("real-cache")
+@pytest.fixture(scope="session", autouse=True)
+def real_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A cache folder shared by every test that uses the real model in this session.
+
+    It is also the session's default cache ($MLMATCH_CACHE_DIR), so no test writes to the
+    user's own cache.
+    """
+    folder = tmp_path_factory.mktemp("real-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLMATCH_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,10 @@ def export_onnx(model_path: str, folder: Path) -> None:
             "token_type_ids": torch.zeros((2, 8), dtype=torch.long),
         }
         axes = {name: {0: "batch", 1: "tokens"} for name in [*sample, "token_embeddings"]}
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns about every data-dependent branch in the model's Python code;
+            # the exported graph is checked against torch by the test suite instead.
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 _token_embedding_module(transformer),
                 tuple(sample.values()),
