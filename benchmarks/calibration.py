@@ -9,6 +9,7 @@ answer whose confidence is the top match's), and which calibration method the ma
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -19,7 +20,11 @@ from mlmatch.evaluation import expected_calibration_error
 
 
 def main() -> int:
-    matcher = Matcher()
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--backend", default=None, help="torch, onnx or static (default: mlmatch's)"
+    )
+    matcher = Matcher(backend=parser.parse_args().backend)
     texts, labels = load_labelled()
     results = matcher.classify_many(texts)
     predicted = np.array([r.label or NONE_LABEL for r in results])
@@ -33,7 +38,8 @@ def main() -> int:
         ("all, abstentions counted as answers", np.ones_like(answered)),
     ]
     lines = [
-        f"Calibration method kept: {method}; dev set {len(texts)} items, "
+        f"Backend: {matcher.encoder.model_id}. Calibration method kept: {method}; "
+        f"dev set {len(texts)} items, "
         f"{int(answered.sum())} answered.",
         "",
         "| items | raw top score | calibrated confidence |",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +37,21 @@ def write_result(name: str, text: str) -> Path:
     path = RESULTS / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def measure_process(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a command in a fresh process, measured by GNU time.
+
+    Reading ru_maxrss of our own children would be wrong: a child forked from a benchmark that
+    holds a loaded model starts out with that process's resident pages.
+    """
+    started = time.perf_counter()
+    run = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    return seconds, int(run.stderr.strip().splitlines()[-1]) / 1024

@@ -98,7 +98,7 @@ def evaluate(config, exemplar_emb, exemplar_labels, descriptions, category_ids, 
 def main() -> int:
     started = time.perf_counter()
     exemplars = load_exemplars()
-    encoder = load_encoder()
+    encoder = load_encoder(backend="torch")  # the reference backend
     category_ids = list(exemplars.category_ids)
     exemplar_emb = encoder.encode(list(exemplars.texts), batch_size=64)
     descriptions = encoder.encode(

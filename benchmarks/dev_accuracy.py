@@ -48,10 +48,13 @@ def cross_validated(matcher: Matcher, folds: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=10, help="0 = leave-one-out")
+    parser.add_argument(
+        "--backend", default=None, help="torch, onnx or static (default: mlmatch's)"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
-    matcher = Matcher()
+    matcher = Matcher(backend=args.backend)
     texts, labels = load_labelled()
     results = matcher.classify_many(texts)
     predicted = [r.label or NONE_LABEL for r in results]
@@ -80,6 +83,8 @@ def main() -> int:
     lines.append(f"measured in {time.perf_counter() - started:.0f} s")
     print("\n".join(lines))
     name = "dev_accuracy_loo.md" if args.folds == 0 else "dev_accuracy.md"
+    if args.backend:
+        name = name.replace(".md", f"_{args.backend}.md")
     write_result(name, "\n".join(lines) + "\n")
     return 0
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import load_labelled, write_result
+from common import load_labelled, measure_process, write_result
 
 from mlmatch import Matcher, load_exemplars
 from mlmatch.batch import score_file
@@ -43,16 +41,6 @@ def write_csv(path: Path, texts: list[str]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["id", "text"])
         writer.writerows((i, text) for i, text in enumerate(texts))
-
-
-def peak_rss_mb(args: list[str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the maximum over all of them; runs go smallest file first.
-    return max(after, before) / 1024, seconds
 
 
 def main() -> int:
@@ -121,7 +109,7 @@ def main() -> int:
                 "text",
                 "-q",
             ]
-            rss, seconds = peak_rss_mb(command)
+            seconds, rss = measure_process(command)
             lines.append(f"| {rows:,} | {rss:,.0f} MB | {seconds:,.0f} s |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
