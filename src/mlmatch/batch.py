@@ -161,7 +161,7 @@ def score_file(
     target = _check_output(output_path, fmt_out, resume)
     reader = open_reader(input_path, fmt_in, encoding_errors=encoding_errors)
     try:
-        positions = _text_positions(reader, text_columns, input_path)
+        positions = column_positions(reader, text_columns, input_path)
         clash = [c for c in reader.columns if c in added]
         if clash:
             raise DataFileError(
@@ -198,7 +198,8 @@ def _check_output(output_path: str, fmt: Format, resume: bool) -> Path | None:
     return target
 
 
-def _text_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
+def column_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
+    """Positions of the named columns; a missing or duplicated name is a DataFileError."""
     if not reader.columns and reader.format is Format.JSONL:
         reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
     positions = []

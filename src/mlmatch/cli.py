@@ -22,6 +22,7 @@ __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+FORMATS = click.Choice(["csv", "tsv", "jsonl", "parquet"])
 USER_ERROR = 2
 INTERNAL_ERROR = 1
 
@@ -203,13 +204,13 @@ def _render(result: Any, top: int) -> str:
 @click.option(
     "--format",
     "input_format",
-    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    type=FORMATS,
     default=None,
     help="Input format (default: from the file suffix; stdin: csv).",
 )
 @click.option(
     "--output-format",
-    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    type=FORMATS,
     default=None,
     help="Output format (default: from the suffix, else the input's).",
 )
@@ -377,7 +378,7 @@ def diagnose(as_json: bool, limit: int, **options: Any) -> None:
 @click.option(
     "--format",
     "input_format",
-    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    type=FORMATS,
     default=None,
     help="Input format (default: from the file suffix).",
 )
@@ -401,19 +402,13 @@ def evaluate(
     **options: Any,
 ) -> None:
     """Measure accuracy on a labelled file: per category, confusion, misclassified rows."""
+    from mlmatch.batch import column_positions
     from mlmatch.evaluation import evaluate as run_evaluation
     from mlmatch.tables import detect_format, open_reader
 
     reader = open_reader(input_path, detect_format(input_path, input_format))
     try:
-        positions = []
-        for name in (text_column, label_column):
-            if name not in reader.columns:
-                raise DataFileError(
-                    f"{input_path} has no column {name!r}; its columns are "
-                    f"{', '.join(repr(c) for c in reader.columns)}"
-                )
-            positions.append(reader.columns.index(name))
+        positions = column_positions(reader, [text_column, label_column], input_path)
         texts, labels, skipped = [], [], []
         row_number = 0
         for chunk in reader.chunks(4096):
