@@ -70,3 +70,21 @@ def test_onnx_classifies_where_torch_cannot_be_imported(onnx_matcher, real_cache
     result, status = (json.loads(line) for line in run.stdout.strip().splitlines()[-2:])
     assert result["label"] == "time-series-forecasting"
     assert status["heavy"] == []
+
+
+def test_parallel_runs_give_the_same_embeddings_as_one_thread(
+    onnx_matcher, dev_set, real_cache_dir
+):
+    texts = [text for text, _ in dev_set[:40]]
+    single = load_encoder(backend="onnx", cache_dir=real_cache_dir, threads=1)
+    parallel = load_encoder(backend="onnx", cache_dir=real_cache_dir, threads=3)
+    assert parallel.threads == 3  # type: ignore[attr-defined]
+    one_by_one = np.vstack([single.encode([text]) for text in texts])
+    np.testing.assert_array_equal(parallel.encode(texts), one_by_one)
+    np.testing.assert_array_equal(onnx_matcher.encoder.encode(texts), one_by_one)
+    assert parallel.encode([]).shape == (0, one_by_one.shape[1])
+
+
+def test_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        load_encoder(backend="onnx", threads=0)

@@ -98,6 +98,12 @@ def matcher_options(command: F) -> F:
             default=None,
             help="How the model runs (default: $MLMATCH_BACKEND, else onnx).",
         ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="CPU threads for the encoder (default: every available core).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -110,6 +116,7 @@ def _matcher(
     threshold: float | None,
     batch_size: int,
     backend: str | None = None,
+    threads: int | None = None,
 ) -> Any:
     from mlmatch.matcher import Matcher
 
@@ -119,6 +126,7 @@ def _matcher(
         batch_size=batch_size,
         threshold=threshold,
         backend=backend,
+        threads=threads,
     )
 
 

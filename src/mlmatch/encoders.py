@@ -27,6 +27,7 @@ __all__ = [
     "Backend",
     "Encoder",
     "SentenceTransformerEncoder",
+    "available_cores",
     "default_backend",
     "load_encoder",
     "token_windows",
@@ -47,6 +48,14 @@ class Backend(str, Enum):
     """The model exported once to int8 ONNX, run by onnxruntime without torch."""
     STATIC = "static"
     """A static embedding table distilled once from the model: fastest, least accurate."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which container limits narrow)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
 
 
 def default_backend() -> Backend:
@@ -165,6 +174,7 @@ def load_encoder(
     device: str | None = None,
     backend: Backend | str | None = None,
     cache_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Encoder:
     """Load a sentence-transformers model from local files only.
 
@@ -172,8 +182,11 @@ def load_encoder(
     package. Anything else must be a local folder, or a model name already in the local
     Hugging Face cache; nothing is downloaded. ``backend`` (default: :func:`default_backend`)
     picks how the model runs; the onnx and static backends build their files once under
-    ``cache_dir`` (default: the exemplar cache folder).
+    ``cache_dir`` (default: the exemplar cache folder). ``threads`` caps the CPU threads the
+    encoder uses (default: every available core); for torch it sets torch's process-wide count.
     """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     chosen = _backend(backend)
     if chosen is not Backend.TORCH:
         from mlmatch.cache import default_cache_dir
@@ -182,7 +195,7 @@ def load_encoder(
         if chosen is Backend.ONNX:
             from mlmatch.onnx_backend import load_onnx_encoder
 
-            return load_onnx_encoder(model, folder)
+            return load_onnx_encoder(model, folder, threads=threads)
         from mlmatch.static_backend import load_static_encoder
 
         return load_static_encoder(model, folder)
@@ -190,6 +203,11 @@ def load_encoder(
     try:
         with _offline():
             from sentence_transformers import SentenceTransformer
+
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(threads)
 
             with _quiet_transformers():
                 loaded = SentenceTransformer(path, device=device, local_files_only=True)

@@ -72,6 +72,8 @@ class Matcher:
         backend: ``torch``, ``onnx`` or ``static`` (see :class:`~mlmatch.encoders.Backend`);
             default :func:`~mlmatch.encoders.default_backend` (onnx where onnxruntime is
             installed). Ignored when ``encoder`` is given.
+        threads: CPU threads the encoder may use (default: every available core). Set it to
+            the cores given to each worker when several matchers share a machine.
 
     """
 
@@ -93,6 +95,7 @@ class Matcher:
         max_chars: int | None = DEFAULT_MAX_CHARS,
         device: str | None = None,
         backend: Backend | str | None = None,
+        threads: int | None = None,
     ) -> None:
         if encoder is not None and model is not None:
             raise ValueError("pass either model or encoder, not both")
@@ -115,7 +118,9 @@ class Matcher:
         self.encoder = (
             encoder
             if encoder is not None
-            else load_encoder(model, device=device, backend=backend, cache_dir=cache_root)
+            else load_encoder(
+                model, device=device, backend=backend, cache_dir=cache_root, threads=threads
+            )
         )
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.batch_size = batch_size

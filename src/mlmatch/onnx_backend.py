@@ -19,12 +19,13 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlmatch.encoders import WINDOW_OVERLAP, token_windows
+from mlmatch.encoders import WINDOW_OVERLAP, available_cores, token_windows
 from mlmatch.errors import ModelLoadError
 
 __all__ = ["OnnxEncoder", "export_onnx", "load_onnx_encoder"]
@@ -42,14 +43,22 @@ class OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         manifest = json.loads((folder / _MANIFEST).read_text())
         self._model_id = model_id
         self.pooling: str = manifest["pooling"]
         self.max_tokens = int(manifest["max_seq_length"]) - 2
         self.dimension = int(manifest["dimension"])
+        # Texts run one per session call (see `encode`), `threads` calls at a time, each on one
+        # core: a short sentence is too little work to split across cores, so parallel calls
+        # are faster than one call using every core (534 vs 397 texts/s on 2 cores), and a
+        # text's embedding stays independent of the others.
+        self.threads = threads if threads is not None else available_cores()
+        self._pool: ThreadPoolExecutor | None = None
         options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Every text length is a new input shape, and onnxruntime keeps a memory pattern per
         # shape: peak RSS scoring 10,000 rows was 1,059 MB with them and 246 MB without.
@@ -76,18 +85,27 @@ class OnnxEncoder:
         Each text runs alone (``batch_size`` is accepted for the protocol and ignored): dynamic
         int8 quantization scales activations per run, so in a batch a text's embedding would
         depend on its batch-mates, and batched results would differ from one-by-one ones.
-        Without padding, one text per run is also nearly as fast on a CPU.
+        Without padding, one text per run wastes no work, and ``threads`` runs go in parallel.
         """
-        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
-            ids = np.asarray([encoding.ids], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            tokens = self._session.run(None, feeds)[0]
-            result[row] = _pool(tokens, feeds["attention_mask"], self.pooling)[0]
+        ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        if self.threads == 1 or len(ids) < 2:
+            rows = [self._embed(one) for one in ids]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mlmatch-onnx")
+            rows = list(self._pool.map(self._embed, ids))
+        result = np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
         norms = np.linalg.norm(result, axis=1, keepdims=True)
         return np.asarray(result / np.maximum(norms, 1e-12), dtype=np.float32)
+
+    def _embed(self, token_ids: list[int]) -> np.ndarray:
+        """The pooled, unnormalized embedding of one tokenized text (onnxruntime frees the GIL)."""
+        ids = np.asarray([token_ids], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        tokens = self._session.run(None, feeds)[0]
+        return np.asarray(_pool(tokens, feeds["attention_mask"], self.pooling)[0], np.float32)
 
     def windows(self, texts: Sequence[str]) -> list[list[str]]:
         """Split texts longer than the model's window into overlapping token windows."""
