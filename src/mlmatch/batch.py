@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_COLUMNS",
     "ScoreSummary",
+    "join_cells",
     "output_columns",
     "score_file",
     "score_records",
@@ -218,7 +219,7 @@ def column_positions(reader: TableReader, names: Sequence[str], path: str) -> li
     return positions
 
 
-def _join(values: list[Any]) -> object:
+def join_cells(values: Sequence[Any]) -> object:
     """The text of a row from its text cells; a non-text cell is returned as is (an error)."""
     if len(values) == 1:
         return values[0]
@@ -264,7 +265,7 @@ class _Run:
         self.started = time.perf_counter()
 
     def score_chunk(self, chunk: list[Any]) -> list[list[Any]]:
-        texts = [_join([self.reader.value(r, p) for p in self.positions]) for r in chunk]
+        texts = [join_cells([self.reader.value(r, p) for p in self.positions]) for r in chunk]
         values = score_records(self.matcher, texts, top=self.top, batch_size=self.batch_size)
         self.rows += len(chunk)
         self.errors += sum(1 for v in values if v[7])

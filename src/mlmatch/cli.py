@@ -225,9 +225,8 @@ def _render(result: Any, top: int) -> str:
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
-    default=4096,
-    show_default=True,
-    help="Rows read, scored and written at a time.",
+    default=None,
+    help="Rows read, scored and written at a time (default: 4096; Ray: 1024 per batch).",
 )
 @click.option(
     "--encoding-errors",
@@ -238,6 +237,31 @@ def _render(result: Any, top: int) -> str:
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run of the same command.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process. ray: Ray Data actors; OUTPUT is a new folder of shards.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this machine).",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ray actors scoring in parallel (default: cluster CPUs / --cpus-per-actor).",
+)
+@click.option(
+    "--cpus-per-actor",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPUs each Ray actor reserves; its encoder uses as many threads.",
+)
 @matcher_options
 def score(
     input_path: str,
@@ -250,10 +274,39 @@ def score(
     encoding_errors: str,
     resume: bool,
     quiet: bool,
+    engine: str,
+    address: str | None,
+    actors: int | None,
+    cpus_per_actor: int,
     **options: Any,
 ) -> None:
-    """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet; - for stdin)."""
-    from mlmatch.batch import score_file
+    """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet; - for stdin).
+
+    With --engine ray, INPUT may also be a folder or any path Ray Data reads (s3://...).
+    """
+    if engine == "ray":
+        _score_on_ray(
+            input_path,
+            output_path,
+            text_columns,
+            top=top,
+            input_format=input_format,
+            output_format=output_format,
+            chunk_size=chunk_size,
+            encoding_errors=encoding_errors,
+            resume=resume,
+            quiet=quiet,
+            address=address,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            **options,
+        )
+        return
+    ray_only = {"--address": address, "--actors": actors}
+    given = [name for name, value in ray_only.items() if value is not None]
+    if given or cpus_per_actor != 1:
+        raise click.UsageError(f"{(given or ['--cpus-per-actor'])[0]} needs --engine ray")
+    from mlmatch.batch import DEFAULT_CHUNK_ROWS, score_file
 
     matcher = _matcher(**options)
     show = not quiet and sys.stderr.isatty()
@@ -272,7 +325,7 @@ def score(
             input_format=input_format,
             output_format=output_format,
             top=top,
-            chunk_rows=chunk_size,
+            chunk_rows=chunk_size or DEFAULT_CHUNK_ROWS,
             batch_size=options["batch_size"],
             encoding_errors=encoding_errors,
             resume=resume,
@@ -293,6 +346,66 @@ def score(
         resumed = f", {summary.resumed_from:,} from the earlier run" if summary.resumed_from else ""
         click.echo(
             f"mlmatch: scored {summary.rows:,} rows{resumed} in {summary.seconds:.1f} s "
+            f"({summary.rows_per_second:,.0f} rows/s): {summary.abstained:,} without category, "
+            f"{summary.errors:,} with errors (see mlmatch_error) -> {summary.output}",
+            err=True,
+        )
+
+
+def _score_on_ray(
+    input_path: str,
+    output_path: str,
+    text_columns: tuple[str, ...],
+    *,
+    top: int,
+    input_format: str | None,
+    output_format: str | None,
+    chunk_size: int | None,
+    encoding_errors: str,
+    resume: bool,
+    quiet: bool,
+    address: str | None,
+    actors: int | None,
+    cpus_per_actor: int,
+    **options: Any,
+) -> None:
+    """``score --engine ray``: Ray Data reads, scores with one matcher per actor, and writes."""
+    from mlmatch.ray import DEFAULT_BATCH_ROWS, RowCountError, require_ray
+
+    if resume:
+        raise click.UsageError("--resume works with --engine local only; Ray runs are rerun")
+    if encoding_errors != "strict":
+        raise click.UsageError("--encoding-errors replace works with --engine local only")
+    if input_path == "-":
+        raise click.UsageError("--engine ray reads files or folders, not stdin")
+    require_ray()
+    from mlmatch.ray import score_files
+
+    try:
+        summary = score_files(
+            input_path,
+            output_path,
+            text_columns,
+            input_format=input_format,
+            output_format=output_format,
+            top=top,
+            address=address,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            batch_size=chunk_size or DEFAULT_BATCH_ROWS,
+            show_progress=not quiet and sys.stderr.isatty(),
+            model=options["model"],
+            exemplars=options["exemplars"],
+            threshold=options["threshold"],
+            backend=options["backend"],
+        )
+    except RowCountError as error:
+        click.echo(f"mlmatch: error: {error}", err=True)
+        sys.exit(INTERNAL_ERROR)
+    if not quiet:
+        click.echo(
+            f"mlmatch: scored {summary.rows_out:,} of {summary.rows_in:,} rows read on "
+            f"{summary.actors} Ray actor(s) in {summary.seconds:.1f} s "
             f"({summary.rows_per_second:,.0f} rows/s): {summary.abstained:,} without category, "
             f"{summary.errors:,} with errors (see mlmatch_error) -> {summary.output}",
             err=True,

@@ -1,0 +1,450 @@
+"""Batch scoring on Ray Data, for tables too large for one machine.
+
+Optional: ``pip install "mlmatch[ray]"``. :func:`score_dataset` maps a ``ray.data.Dataset``
+through :class:`DatasetScorer`, a callable class of which Ray builds one per actor: the matcher
+(model and exemplar embeddings, from the cache) loads once per actor, and every batch is scored by
+:func:`mlmatch.batch.score_records`, the function the local scorer uses, so both engines add the
+same ``mlmatch_*`` columns with the same values. :func:`score_files` is what
+``mlmatch score --engine ray`` runs: read files, score them, write shards, and compare the row
+counts read and written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlmatch.batch import join_cells, output_columns, score_records
+from mlmatch.errors import DataFileError, MlmatchError
+from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.tables import Format, detect_format
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "DatasetScorer",
+    "RayNotInstalledError",
+    "RaySummary",
+    "RowCountError",
+    "require_ray",
+    "score_dataset",
+    "score_files",
+]
+
+INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "mlmatch[ray]"'
+DEFAULT_BATCH_ROWS = 1024
+
+
+class RayNotInstalledError(MlmatchError, ImportError):
+    """``--engine ray`` or :mod:`mlmatch.ray` was used without the ``ray`` extra."""
+
+
+class RowCountError(MlmatchError, RuntimeError):
+    """The scored output does not hold exactly the rows that were read."""
+
+
+def require_ray() -> Any:
+    """Import and return ``ray`` (with Ray Data), or explain how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise RayNotInstalledError(f"{INSTALL_HINT} ({error})") from error
+    return ray
+
+
+# ----------------------------------------------------------------------------- one batch
+
+
+class DatasetScorer:
+    """Scores Ray Data batches (pandas DataFrames or dicts of arrays), adding mlmatch's columns.
+
+    Ray constructs one instance per actor, so the matcher is built once per actor and reused for
+    every batch that actor receives.
+    """
+
+    def __init__(
+        self,
+        text_columns: Sequence[str],
+        *,
+        top: int = 1,
+        matcher_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from mlmatch.matcher import Matcher
+
+        self.text_columns = list(text_columns)
+        self.top = top
+        self.columns = output_columns(top)
+        self.matcher = Matcher(**dict(matcher_options or {}))
+
+    def __call__(self, batch: Any) -> Any:
+        """Score one batch and return it with the added columns."""
+        cells = [_column(batch, name) for name in self.text_columns]
+        texts = [join_cells([_cell(column[i]) for column in cells]) for i in range(len(cells[0]))]
+        values = score_records(self.matcher, texts, top=self.top)
+        for j, name in enumerate(self.columns):
+            batch[name] = _typed(name, [row[j] for row in values])
+        return batch
+
+
+def _column(batch: Any, name: str) -> list[Any]:
+    try:
+        values = batch[name]
+    except KeyError:
+        raise DataFileError(
+            f"a batch has no column {name!r}; its columns are {', '.join(map(repr, batch))}"
+        ) from None
+    return list(values.tolist())
+
+
+def _cell(value: Any) -> Any:
+    """A cell as the local scorer would see it: missing values (None, NaN) become None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _typed(name: str, values: list[Any]) -> np.ndarray:
+    """One added column with one type in every batch: floats (NaN when absent) or strings."""
+    if name == "mlmatch_score" or name.startswith("mlmatch_score_"):
+        return np.array(
+            [float(v) if isinstance(v, (int, float)) else math.nan for v in values],
+            dtype=np.float64,
+        )
+    return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+
+# ----------------------------------------------------------------------------- a dataset
+
+
+def score_dataset(
+    ds: ray.data.Dataset,
+    text_column: str | Sequence[str],
+    *,
+    top: int = 1,
+    backend: str | None = None,
+    model: str | None = None,
+    exemplars: str | Path | ExemplarSet | None = None,
+    threshold: float | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    concurrency: int | None = None,
+    num_cpus: int = 1,
+    scorer: type[DatasetScorer] | None = None,
+) -> ray.data.Dataset:
+    """Add mlmatch's columns to every row of ``ds``, lazily (nothing runs until it is consumed).
+
+    Rows keep their columns and gain ``mlmatch_*`` ones; a row whose text cannot be classified is
+    kept, with the reason in ``mlmatch_error``. Ray does not keep rows in input order across
+    blocks unless ``DataContext.execution_options.preserve_order`` is set; keep an id column.
+
+    Args:
+        ds: The rows to score.
+        text_column: The column holding the text, or several columns to join (as the CLI does).
+        top: Also add the next ``top - 1`` matches and their scores.
+        backend: ``torch``, ``onnx`` or ``static``; default as for :class:`~mlmatch.Matcher`.
+        model: A local model folder the workers can read; default: the bundled model.
+        threshold: Abstain below this score; default: the matcher's.
+        exemplars: An exemplar folder (read here, on the driver, and sent to the actors, so the
+            workers need not see it) or an :class:`~mlmatch.ExemplarSet`; default: bundled.
+        cache_dir: Cache folder on the workers; default: each worker's own default
+            (``$MLMATCH_CACHE_DIR``, else ``~/.cache/mlmatch``).
+        batch_size: Rows per batch handed to an actor.
+        concurrency: Number of actors; default: one per ``num_cpus`` CPUs of the cluster.
+        num_cpus: CPUs reserved by each actor; its encoder uses that many threads.
+        scorer: The callable class to map, :class:`DatasetScorer` or a subclass of it (for
+            example one that drops columns a job does not need).
+
+    """
+    ray = require_ray()
+    columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    if not columns:
+        raise DataFileError("name at least one text column")
+    if top < 1 or batch_size < 1 or num_cpus < 1:
+        raise ValueError("top, batch_size and num_cpus must each be at least 1")
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    _check_columns(ds, columns, output_columns(top))
+    if isinstance(exemplars, (str, Path)):
+        exemplars = load_exemplars(exemplars)
+    options: dict[str, Any] = {
+        "backend": backend,
+        "model": model,
+        "exemplars": exemplars,
+        "threshold": threshold,
+        "threads": num_cpus,
+    }
+    if cache_dir is not None:
+        options["cache_dir"] = str(cache_dir)
+    if concurrency is None:
+        if not ray.is_initialized():
+            ray.init()
+        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1) // num_cpus))
+    return ds.map_batches(
+        scorer or DatasetScorer,
+        fn_constructor_args=(columns,),
+        fn_constructor_kwargs={"top": top, "matcher_options": options},
+        batch_size=batch_size,
+        batch_format="pandas",
+        zero_copy_batch=False,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=num_cpus,
+    )
+
+
+def _check_columns(ds: ray.data.Dataset, wanted: list[str], added: list[str]) -> None:
+    schema = ds.schema()
+    if schema is None:  # an empty dataset: nothing to check
+        return
+    names = list(schema.names)
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        shown = ", ".join(repr(c) for c in names[:30])
+        raise DataFileError(f"the data has no column {missing[0]!r}; its columns are {shown}")
+    clash = [c for c in names if c in added]
+    if clash:
+        raise DataFileError(
+            f"the data already has mlmatch's column(s) {clash}; score the original data, or "
+            "drop or rename those columns"
+        )
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class RaySummary:
+    """What a Ray scoring run did: rows read and written, and what the rows say."""
+
+    rows_in: int
+    rows_out: int
+    errors: int
+    abstained: int
+    seconds: float
+    output: str
+    actors: int
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows written per second of wall time, reading and writing included."""
+        return self.rows_out / self.seconds if self.seconds > 0 else 0.0
+
+
+_OUTPUT_FORMATS = (Format.PARQUET, Format.CSV, Format.JSONL)
+
+
+def score_files(
+    input_path: str,
+    output_path: str,
+    text_columns: Sequence[str],
+    *,
+    input_format: Format | str | None = None,
+    output_format: Format | str | None = None,
+    top: int = 1,
+    address: str | None = None,
+    actors: int | None = None,
+    cpus_per_actor: int = 1,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    show_progress: bool = False,
+    **matcher_options: Any,
+) -> RaySummary:
+    """Score files Ray Data can read (a file, a folder, a cloud URI) into a folder of shards.
+
+    A local output is written into a hidden sibling folder and renamed into place only when the
+    rows written equal the rows read; a remote one (``s3://...``) is written in place. Raises
+    :class:`RowCountError` when the counts differ (the partial output is kept for inspection).
+    """
+    ray = require_ray()
+    fmt_in = _input_format(input_path, input_format)
+    fmt_out = Format(output_format) if output_format is not None else Format.PARQUET
+    if fmt_out not in _OUTPUT_FORMATS:
+        known = ", ".join(f.value for f in _OUTPUT_FORMATS)
+        raise DataFileError(f"--engine ray writes {known} shards, not {fmt_out.value}")
+    target, work = _output_folders(output_path)
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            logging_level="WARNING" if show_progress else "ERROR",
+            include_dashboard=False,
+            log_to_driver=show_progress,
+        )
+    if not show_progress:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = show_progress
+    if actors is None:
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
+    written = False
+    try:
+        ds = _read(ray, input_path, fmt_in, list(text_columns))
+        rows_in = ds.count()
+        scored = score_dataset(
+            ds,
+            list(text_columns),
+            top=top,
+            batch_size=batch_size,
+            concurrency=actors,
+            num_cpus=cpus_per_actor,
+            **matcher_options,
+        )
+        _write(scored, work, fmt_out)
+        rows_out, errors, abstained = _tally(ray, work, fmt_out)
+        written = True
+    except Exception as error:
+        if isinstance(error, MlmatchError) and not isinstance(error, ray.exceptions.RayError):
+            raise
+        raise DataFileError(f"Ray could not score {input_path}: {_first_line(error)}") from error
+    finally:
+        if not written and work != target:
+            shutil.rmtree(work, ignore_errors=True)  # a Ray run cannot be resumed
+    if rows_out != rows_in:
+        raise RowCountError(
+            f"read {rows_in:,} rows but wrote {rows_out:,}; the output is left in {work} "
+            "for inspection and was not moved to the output path"
+        )
+    if work != target:
+        Path(work).rename(target)
+    return RaySummary(
+        rows_in=rows_in,
+        rows_out=rows_out,
+        errors=errors,
+        abstained=abstained,
+        seconds=time.perf_counter() - started,
+        output=output_path,
+        actors=actors,
+    )
+
+
+def _input_format(path: str, explicit: Format | str | None) -> Format:
+    if explicit is not None or not Path(path).is_dir():
+        if explicit is None and "://" in path and not Path(path).suffix:
+            raise DataFileError(f"cannot tell the format of {path!r}; pass --format")
+        return detect_format(path, explicit)
+    found = {
+        detect_format(str(p))
+        for p in Path(path).rglob("*")
+        if p.is_file() and not p.name.startswith((".", "_"))
+    }
+    if len(found) != 1:
+        what = "no data files" if not found else f"{len(found)} formats"
+        raise DataFileError(f"folder {path} holds {what}; pass --format or one kind of file")
+    return found.pop()
+
+
+def _output_folders(output_path: str) -> tuple[str, str]:
+    """The final output folder, and the folder to write into (a hidden sibling when local)."""
+    if output_path == "-":
+        raise DataFileError("--engine ray writes a folder of shards, not stdout; name a folder")
+    if "://" in output_path:
+        return output_path, output_path
+    target = Path(output_path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataFileError(
+            f"output {output_path} already exists; --engine ray writes a new folder of shards, "
+            "so choose another path or remove it"
+        )
+    if not target.parent.is_dir():
+        raise DataFileError(f"output folder {target.parent} does not exist; create it first")
+    if target.exists():
+        target.rmdir()  # an empty folder: replaced by the finished one
+    work = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    return str(target), str(work)
+
+
+# Reading and writing files is light next to encoding, and the actors may hold every CPU (two
+# actors on two cores): file tasks that waited for a free CPU would never run. So they reserve
+# none, and Ray Data's backpressure bounds how many run at once.
+_IO_CPUS = 0
+
+
+def _read(ray: Any, path: str, fmt: Format, text_columns: list[str]) -> Any:
+    if fmt is Format.PARQUET:
+        return ray.data.read_parquet(path, num_cpus=_IO_CPUS)
+    if fmt is Format.JSONL:
+        return ray.data.read_json(path, lines=True, num_cpus=_IO_CPUS)
+    import pyarrow as pa
+    from pyarrow import csv
+
+    parse = csv.ParseOptions(delimiter="\t" if fmt is Format.TSV else ",", newlines_in_values=True)
+    extensions = ["tsv", "tab"] if fmt is Format.TSV else ["csv"]
+    header = ray.data.read_csv(
+        path, parse_options=parse, file_extensions=extensions, num_cpus=_IO_CPUS
+    ).schema()
+    names = list(header.names) if header is not None else text_columns
+    # Every cell is read as text, as the local scorer reads CSV: "007" stays "007", and an empty
+    # text cell stays empty (an error row) instead of becoming a null.
+    convert = csv.ConvertOptions(column_types={name: pa.string() for name in names})
+    return ray.data.read_csv(
+        path,
+        parse_options=parse,
+        convert_options=convert,
+        file_extensions=extensions,
+        num_cpus=_IO_CPUS,
+    )
+
+
+def _write(ds: Any, folder: str, fmt: Format) -> None:
+    io = {"num_cpus": _IO_CPUS}
+    if fmt is Format.PARQUET:
+        ds.write_parquet(folder, ray_remote_args=io)
+    elif fmt is Format.CSV:
+        ds.write_csv(folder, ray_remote_args=io)
+    else:
+        ds.write_json(folder, lines=True, orient="records", force_ascii=False, ray_remote_args=io)
+
+
+def _tally(ray: Any, folder: str, fmt: Format) -> tuple[int, int, int]:
+    """Rows, error rows and abstentions, read back from what was written."""
+    wanted = ["mlmatch_label", "mlmatch_error"]
+    if fmt is Format.PARQUET:
+        out = ray.data.read_parquet(folder, columns=wanted)
+    elif fmt is Format.CSV:
+        import pyarrow as pa
+        from pyarrow import csv
+
+        out = ray.data.read_csv(
+            folder,
+            parse_options=csv.ParseOptions(newlines_in_values=True),
+            convert_options=csv.ConvertOptions(
+                include_columns=wanted, column_types={c: pa.string() for c in wanted}
+            ),
+        )
+    else:
+        out = ray.data.read_json(folder, lines=True).select_columns(wanted)
+    counts = out.map_batches(_count, batch_format="pandas").sum(["rows", "errors", "abstained"])
+    if counts is None:  # nothing written
+        return 0, 0, 0
+    return int(counts["sum(rows)"]), int(counts["sum(errors)"]), int(counts["sum(abstained)"])
+
+
+def _count(batch: Any) -> Any:
+    import pandas as pd
+
+    errors = batch["mlmatch_error"].fillna("").astype(str)
+    return pd.DataFrame(
+        {
+            "rows": [len(batch)],
+            "errors": [int((errors != "").sum())],
+            "abstained": [int((batch["mlmatch_label"] == NONE_LABEL).sum())],
+        }
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """The root cause of a (possibly Ray-wrapped) error, in one line."""
+    cause: BaseException = error
+    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
+        cause = getattr(cause, "cause", None) or cause.__cause__  # type: ignore[assignment]
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}".strip()

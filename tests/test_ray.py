@@ -1,0 +1,198 @@
+"""Scoring on Ray Data: a local two-CPU Ray cluster, two actors, the same rows as the local scorer.
+
+Every test but the first starts (once per module) a local Ray cluster; they are marked ``ray`` so
+they can be deselected with ``-m 'not ray'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+import mlmatch.ray as mlmatch_ray
+from mlmatch.batch import output_columns, score_records
+from mlmatch.cli import main
+from mlmatch.ray import DatasetScorer, score_dataset
+
+BAD = {5: None, 6: "", 7: "12345", 8: "   \t "}
+
+
+def test_engine_ray_without_ray_says_how_to_install(monkeypatch, tmp_path: Path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    source = tmp_path / "in.csv"
+    source.write_text("text\nforecast demand\n")
+    result = CliRunner().invoke(
+        main, ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]
+    )
+    assert result.exit_code == 2
+    assert 'pip install "mlmatch[ray]"' in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--actors", "2"], "--actors needs --engine ray"),
+        (["--cpus-per-actor", "2"], "--cpus-per-actor needs --engine ray"),
+        (["--engine", "ray", "--resume"], "--resume works with --engine local only"),
+    ],
+)
+def test_engine_options_are_checked(tmp_path: Path, args, message):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nforecast demand\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["score", str(source), "-o", str(out), "-t", "text", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+# ----------------------------------------------------------------------------- on a cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(real_cache_dir: Path):
+    import ray  # the test extra installs it
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        runtime_env={"env_vars": {"MLMATCH_CACHE_DIR": str(real_cache_dir)}},
+    )
+    # Lets the actors unpickle the test's DatasetScorer subclass without importing this module.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+class PidScorer(DatasetScorer):
+    """Records which actor process scored each row."""
+
+    def __call__(self, batch):
+        batch = super().__call__(batch)
+        batch["pid"] = os.getpid()
+        return batch
+
+
+def table(texts: list[str], rows: int) -> pd.DataFrame:
+    values: list[object] = [texts[i % len(texts)] for i in range(rows)]
+    for i, bad in BAD.items():
+        values[i] = bad
+    return pd.DataFrame({"row_id": range(rows), "text": values})
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_score_dataset_keeps_every_row_once_with_the_local_labels(
+    cluster, real_matcher, real_cache_dir, dev_set
+):
+    frame = table([text for text, _ in dev_set], 2000)
+    blocks = [frame.iloc[i : i + 400] for i in range(0, len(frame), 400)]
+    ds = cluster.data.from_pandas(blocks)
+    scored = score_dataset(
+        ds, "text", concurrency=2, batch_size=250, cache_dir=real_cache_dir, scorer=PidScorer
+    ).to_pandas()
+
+    assert len(scored) == len(frame)
+    assert sorted(scored["row_id"]) == list(range(len(frame)))  # each row exactly once
+    assert scored["pid"].nunique() == 2  # two actors shared the work
+    scored = scored.sort_values("row_id").reset_index(drop=True)
+    texts = cells(frame["text"])
+    assert cells(scored["text"]) == texts
+
+    local = score_records(real_matcher, texts)
+    columns = output_columns()
+    for name in ("mlmatch_label", "mlmatch_runner_up", "mlmatch_error", "mlmatch_verdict"):
+        expected = [row[columns.index(name)] for row in local]
+        assert list(scored[name]) == expected, name
+    expected_scores = [row[columns.index("mlmatch_score")] for row in local]
+    for got, want in zip(scored["mlmatch_score"], expected_scores, strict=True):
+        assert (want is None and pd.isna(got)) or abs(got - want) < 1e-4
+    for i in BAD:
+        assert scored.loc[i, "mlmatch_label"] == ""
+        assert scored.loc[i, "mlmatch_error"]
+
+
+def cells(column: pd.Series) -> list[object]:
+    """A column's values, with pandas' missing-value markers as None (what a CSV cell holds)."""
+    return [None if pd.isna(value) else value for value in column]
+
+
+def write_parts(folder: Path, texts: list[str], parts: int, rows: int) -> None:
+    folder.mkdir()
+    for part in range(parts):
+        with (folder / f"part-{part}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "code", "text"])
+            for i in range(rows):
+                k = part * rows + i
+                text = texts[k % len(texts)] + ("\nsecond line" if k % 7 == 0 else "")
+                writer.writerow([k, f"{k:05d}", text if k % 50 else ""])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_cli_engine_ray_writes_every_row_as_shards(cluster, real_matcher, dev_set, tmp_path):
+    source = tmp_path / "parts"
+    write_parts(source, [text for text, _ in dev_set], parts=3, rows=100)
+    out = tmp_path / "scored"
+    result = CliRunner().invoke(
+        main,
+        ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray", "--actors", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "scored 300 of 300 rows read on 2 Ray actor(s)" in result.stderr
+    assert "6 with errors" in result.stderr
+    scored = pq.read_table(out).to_pandas()
+    scored = scored.iloc[scored["id"].astype(int).argsort()].reset_index(drop=True)
+    assert list(scored.columns) == ["id", "code", "text", *output_columns()]
+    assert list(scored["code"]) == [f"{k:05d}" for k in range(300)]  # cells kept as text
+    assert list(scored["id"]) == [str(k) for k in range(300)]
+    local = score_records(real_matcher, list(scored["text"]))
+    assert list(scored["mlmatch_label"]) == [row[0] for row in local]
+    assert scored.loc[0, "mlmatch_error"].startswith("text is empty")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".scored")]
+
+
+@pytest.mark.ray
+def test_cli_engine_ray_refuses_bad_requests(cluster, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,forecast demand\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "old.parquet").write_text("x")
+    cases = [
+        (["-o", str(tmp_path / "a"), "-t", "nope"], "has no column 'nope'; its columns are 'id'"),
+        (["-o", str(taken), "-t", "text"], "already exists"),
+        (["-o", str(tmp_path / "b"), "-t", "text", "--output-format", "tsv"], "not tsv"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ["score", str(source), *args, "--engine", "ray"])
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "a").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_row_count_mismatch_fails_and_keeps_the_partial_output(cluster, tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,forecast demand\n2,robot arm\n")
+    monkeypatch.setattr(mlmatch_ray, "_tally", lambda ray, folder, fmt: (1, 0, 0))
+    out = tmp_path / "scored"
+    result = CliRunner().invoke(
+        main, ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray", "-q"]
+    )
+    assert result.exit_code == 1
+    assert "read 2 rows but wrote 1" in result.stderr
+    assert not out.exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".scored.partial-")]
