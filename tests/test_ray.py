@@ -7,6 +7,7 @@ they can be deselected with ``-m 'not ray'``.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 from pathlib import Path
@@ -165,21 +166,25 @@ def test_cli_engine_ray_writes_every_row_as_shards(cluster, real_matcher, dev_se
 def test_cli_engine_ray_refuses_bad_requests(cluster, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,forecast demand\n")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("id,text\n1,forecast demand\n2\n")
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "old.parquet").write_text("x")
     cases = [
-        (["-o", str(tmp_path / "a"), "-t", "nope"], "has no column 'nope'; its columns are 'id'"),
-        (["-o", str(taken), "-t", "text"], "already exists"),
-        (["-o", str(tmp_path / "b"), "-t", "text", "--output-format", "tsv"], "not tsv"),
+        (source, ["-o", tmp_path / "a", "-t", "nope"], "no column 'nope'; its columns are 'id'"),
+        (source, ["-o", taken, "-t", "text"], "already exists"),
+        (source, ["-o", tmp_path / "b", "-t", "text", "--output-format", "tsv"], "not tsv"),
+        # Ray's CSV reader refuses a row with a wrong number of cells: the run fails, none is lost.
+        (ragged, ["-o", tmp_path / "c", "-t", "text"], "Expected 2 columns, got 1"),
     ]
-    for args, message in cases:
-        result = CliRunner().invoke(main, ["score", str(source), *args, "--engine", "ray"])
+    for path, args, message in cases:
+        command = ["score", str(path), *map(str, args), "--engine", "ray"]
+        result = CliRunner().invoke(main, command)
         assert result.exit_code == 2, result.output
         assert message in result.stderr
         assert "Traceback" not in result.output
-    assert not (tmp_path / "a").exists()
-    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if p.name in "abc" or ".partial-" in p.name]
 
 
 @pytest.mark.ray
@@ -187,7 +192,7 @@ def test_cli_engine_ray_refuses_bad_requests(cluster, tmp_path):
 def test_a_row_count_mismatch_fails_and_keeps_the_partial_output(cluster, tmp_path, monkeypatch):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,forecast demand\n2,robot arm\n")
-    monkeypatch.setattr(mlmatch_ray, "_tally", lambda ray, folder, fmt: (1, 0, 0))
+    monkeypatch.setattr(mlmatch_ray, "_tally", lambda folder, fmt: (1, 0, 0))
     out = tmp_path / "scored"
     result = CliRunner().invoke(
         main, ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray", "-q"]
@@ -196,3 +201,25 @@ def test_a_row_count_mismatch_fails_and_keeps_the_partial_output(cluster, tmp_pa
     assert "read 2 rows but wrote 1" in result.stderr
     assert not out.exists()
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".scored.partial-")]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_cli_engine_ray_writes_csv_and_json_lines_shards(cluster, dev_set, tmp_path, fmt):
+    source = tmp_path / "parts"
+    write_parts(source, [text for text, _ in dev_set], parts=2, rows=30)
+    out = tmp_path / "scored"
+    command = ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray"]
+    result = CliRunner().invoke(main, [*command, "--output-format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "scored 60 of 60 rows read" in result.stderr
+    assert "2 with errors" in result.stderr
+    shards = sorted(p for p in out.iterdir() if not p.name.startswith("."))
+    if fmt == "csv":
+        rows = [row for shard in shards for row in csv.DictReader(shard.open(encoding="utf-8"))]
+    else:
+        rows = [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
+    assert sorted(int(row["id"]) for row in rows) == list(range(60))
+    assert {row["mlmatch_error"] for row in rows if int(row["id"]) % 50 == 0} != {""}
+    assert all(row["mlmatch_label"] for row in rows if int(row["id"]) % 50)

@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "mlmatch[ray]"'
-DEFAULT_BATCH_ROWS = 1024
+DEFAULT_BATCH_ROWS = 256
+BLOCK_BYTES = 1 << 20
+SHARD_ROWS = 100_000
 
 
 class RayNotInstalledError(MlmatchError, ImportError):
@@ -141,6 +143,7 @@ def score_dataset(
     batch_size: int = DEFAULT_BATCH_ROWS,
     concurrency: int | None = None,
     num_cpus: int = 1,
+    num_gpus: float = 0,
     scorer: type[DatasetScorer] | None = None,
 ) -> ray.data.Dataset:
     """Add mlmatch's columns to every row of ``ds``, lazily (nothing runs until it is consumed).
@@ -163,6 +166,8 @@ def score_dataset(
         batch_size: Rows per batch handed to an actor.
         concurrency: Number of actors; default: one per ``num_cpus`` CPUs of the cluster.
         num_cpus: CPUs reserved by each actor; its encoder uses that many threads.
+        num_gpus: GPUs reserved by each actor; with ``backend="torch"`` the model then runs on
+            CUDA in fp16 (the onnx backend here is CPU-only).
         scorer: The callable class to map, :class:`DatasetScorer` or a subclass of it (for
             example one that drops columns a job does not need).
 
@@ -173,6 +178,8 @@ def score_dataset(
         raise DataFileError("name at least one text column")
     if top < 1 or batch_size < 1 or num_cpus < 1:
         raise ValueError("top, batch_size and num_cpus must each be at least 1")
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus must not be negative, got {num_gpus}")
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     _check_columns(ds, columns, output_columns(top))
@@ -198,8 +205,11 @@ def score_dataset(
         batch_size=batch_size,
         batch_format="pandas",
         zero_copy_batch=False,
-        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        # One batch at a time per actor: scoring is CPU-bound, and a batch queued behind a busy
+        # actor (the first one ready takes several) would leave the others idle.
+        compute=ray.data.ActorPoolStrategy(size=concurrency, max_tasks_in_flight_per_actor=1),
         num_cpus=num_cpus,
+        num_gpus=num_gpus or None,
     )
 
 
@@ -282,7 +292,11 @@ def score_files(
         )
     if not show_progress:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = show_progress
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = show_progress
+    # Small blocks, so that even one large file is spread over every actor: a row costs
+    # milliseconds to score, so a 1 MiB block (a few thousand rows) is seconds of work.
+    context.target_max_block_size = min(context.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
     if actors is None:
         actors = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
     written = False
@@ -299,7 +313,7 @@ def score_files(
             **matcher_options,
         )
         _write(scored, work, fmt_out)
-        rows_out, errors, abstained = _tally(ray, work, fmt_out)
+        rows_out, errors, abstained = _tally(work, fmt_out)
         written = True
     except Exception as error:
         if isinstance(error, MlmatchError) and not isinstance(error, ray.exceptions.RayError):
@@ -378,10 +392,7 @@ def _read(ray: Any, path: str, fmt: Format, text_columns: list[str]) -> Any:
 
     parse = csv.ParseOptions(delimiter="\t" if fmt is Format.TSV else ",", newlines_in_values=True)
     extensions = ["tsv", "tab"] if fmt is Format.TSV else ["csv"]
-    header = ray.data.read_csv(
-        path, parse_options=parse, file_extensions=extensions, num_cpus=_IO_CPUS
-    ).schema()
-    names = list(header.names) if header is not None else text_columns
+    names = _csv_header(path, parse, extensions)
     # Every cell is read as text, as the local scorer reads CSV: "007" stays "007", and an empty
     # text cell stays empty (an error row) instead of becoming a null.
     convert = csv.ConvertOptions(column_types={name: pa.string() for name in names})
@@ -394,51 +405,69 @@ def _read(ray: Any, path: str, fmt: Format, text_columns: list[str]) -> Any:
     )
 
 
-def _write(ds: Any, folder: str, fmt: Format) -> None:
-    io = {"num_cpus": _IO_CPUS}
-    if fmt is Format.PARQUET:
-        ds.write_parquet(folder, ray_remote_args=io)
-    elif fmt is Format.CSV:
-        ds.write_csv(folder, ray_remote_args=io)
+def _csv_header(path: str, parse: Any, extensions: list[str]) -> list[str]:
+    """The column names of the (first) CSV file at ``path``, read directly, without Ray."""
+    from pyarrow import csv
+    from pyarrow import fs as pafs
+
+    if "://" in path:
+        filesystem, location = pafs.FileSystem.from_uri(path)
     else:
-        ds.write_json(folder, lines=True, orient="records", force_ascii=False, ray_remote_args=io)
-
-
-def _tally(ray: Any, folder: str, fmt: Format) -> tuple[int, int, int]:
-    """Rows, error rows and abstentions, read back from what was written."""
-    wanted = ["mlmatch_label", "mlmatch_error"]
-    if fmt is Format.PARQUET:
-        out = ray.data.read_parquet(folder, columns=wanted)
-    elif fmt is Format.CSV:
-        import pyarrow as pa
-        from pyarrow import csv
-
-        out = ray.data.read_csv(
-            folder,
-            parse_options=csv.ParseOptions(newlines_in_values=True),
-            convert_options=csv.ConvertOptions(
-                include_columns=wanted, column_types={c: pa.string() for c in wanted}
-            ),
+        filesystem, location = pafs.LocalFileSystem(), str(Path(path).resolve())
+    if filesystem.get_file_info(location).type == pafs.FileType.Directory:
+        found = filesystem.get_file_info(pafs.FileSelector(location, recursive=True))
+        files = sorted(
+            info.path
+            for info in found
+            if info.type == pafs.FileType.File
+            and info.extension.lower() in extensions
+            and not info.base_name.startswith((".", "_"))
         )
+        if not files:
+            raise DataFileError(f"{path} holds no {' or '.join(extensions)} files")
+        location = files[0]
+    with filesystem.open_input_stream(location) as stream:
+        return list(csv.open_csv(stream, parse_options=parse).schema.names)
+
+
+def _write(ds: Any, folder: str, fmt: Format) -> None:
+    options: dict[str, Any] = {"ray_remote_args": {"num_cpus": _IO_CPUS}}
+    options["min_rows_per_file"] = SHARD_ROWS  # small blocks, but not thousands of tiny shards
+    if fmt is Format.PARQUET:
+        ds.write_parquet(folder, **options)
+    elif fmt is Format.CSV:
+        ds.write_csv(folder, **options)
     else:
-        out = ray.data.read_json(folder, lines=True).select_columns(wanted)
-    counts = out.map_batches(_count, batch_format="pandas").sum(["rows", "errors", "abstained"])
-    if counts is None:  # nothing written
-        return 0, 0, 0
-    return int(counts["sum(rows)"]), int(counts["sum(errors)"]), int(counts["sum(abstained)"])
+        ds.write_json(folder, lines=True, orient="records", force_ascii=False, **options)
 
 
-def _count(batch: Any) -> Any:
-    import pandas as pd
+def _tally(folder: str, fmt: Format) -> tuple[int, int, int]:
+    """Rows, error rows and abstentions, read back from the shards that were written.
 
-    errors = batch["mlmatch_error"].fillna("").astype(str)
-    return pd.DataFrame(
-        {
-            "rows": [len(batch)],
-            "errors": [int((errors != "").sum())],
-            "abstained": [int((batch["mlmatch_label"] == NONE_LABEL).sum())],
-        }
-    )
+    Only the two columns needed are read, in a stream, by pyarrow on the driver: starting Ray
+    tasks for this would cost seconds, and projecting two columns of Parquet is cheap.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    from pyarrow import csv
+
+    wanted = ["mlmatch_label", "mlmatch_error"]
+    file_format: Any = "parquet"
+    if fmt is Format.CSV:
+        file_format = pads.CsvFileFormat(
+            parse_options=csv.ParseOptions(newlines_in_values=True),
+            convert_options=csv.ConvertOptions(column_types=dict.fromkeys(wanted, pa.string())),
+        )
+    elif fmt is Format.JSONL:
+        file_format = pads.JsonFileFormat()
+    rows = errors = abstained = 0
+    for batch in pads.dataset(folder, format=file_format).to_batches(columns=wanted):
+        label, error = batch.column(0), batch.column(1)
+        rows += batch.num_rows
+        errors += pc.sum(pc.fill_null(pc.not_equal(error, ""), False)).as_py() or 0
+        abstained += pc.sum(pc.fill_null(pc.equal(label, NONE_LABEL), False)).as_py() or 0
+    return rows, errors, abstained
 
 
 def _first_line(error: BaseException) -> str:
