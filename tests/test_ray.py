@@ -43,6 +43,10 @@ def test_engine_ray_without_ray_says_how_to_install(monkeypatch, tmp_path: Path)
         (["--actors", "2"], "--actors needs --engine ray"),
         (["--cpus-per-actor", "2"], "--cpus-per-actor needs --engine ray"),
         (["--engine", "ray", "--resume"], "--resume works with --engine local only"),
+        (
+            ["--engine", "ray", "--threads", "2"],
+            "with --engine ray, set threads with --cpus-per-actor",
+        ),
     ],
 )
 def test_engine_options_are_checked(tmp_path: Path, args, message):

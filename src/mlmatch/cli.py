@@ -378,6 +378,8 @@ def _score_on_ray(
         raise click.UsageError("--encoding-errors replace works with --engine local only")
     if input_path == "-":
         raise click.UsageError("--engine ray reads files or folders, not stdin")
+    if options["threads"] is not None:
+        raise click.UsageError("with --engine ray, set threads with --cpus-per-actor")
     require_ray()
     from mlmatch.ray import score_files
 
