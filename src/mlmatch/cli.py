@@ -226,7 +226,7 @@ def _render(result: Any, top: int) -> str:
     "--chunk-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows read, scored and written at a time (default: 4096; Ray: 1024 per batch).",
+    help="Rows read, scored and written at a time (default: 4096; --engine ray: 256 a batch).",
 )
 @click.option(
     "--encoding-errors",
