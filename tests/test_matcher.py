@@ -116,6 +116,22 @@ def test_unknown_aggregation_and_bad_options_are_explained(tiny_set, fake_encode
         Matcher(model="x", exemplars=tiny_set, encoder=fake_encoder)
 
 
+def test_batch_size_defaults_to_the_encoders_preference(tiny_set, fake_encoder):
+    from types import SimpleNamespace
+
+    from mlmatch.encoders import GPU_BATCH_SIZE, SentenceTransformerEncoder
+
+    assert Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False).batch_size == 64
+    fake_encoder.preferred_batch_size = 7  # type: ignore[attr-defined]
+    assert Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False).batch_size == 7
+    explicit = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, batch_size=3)
+    assert explicit.batch_size == 3
+    # A sentence-transformers model on CUDA asks for larger batches than one on the CPU.
+    for device, expected in (("cuda", GPU_BATCH_SIZE), ("cpu", 64)):
+        model = SimpleNamespace(device=SimpleNamespace(type=device), max_seq_length=256)
+        assert SentenceTransformerEncoder(model, "m").preferred_batch_size == expected
+
+
 def test_batch_equals_one_by_one(matcher: Matcher):
     texts = [
         "forecast next quarter demand",

@@ -88,9 +88,8 @@ def matcher_options(command: F) -> F:
         click.option(
             "--batch-size",
             type=click.IntRange(min=1),
-            default=64,
-            show_default=True,
-            help="Texts per encoder batch.",
+            default=None,
+            help="Texts per encoder batch (default: 64; 256 for torch on a GPU).",
         ),
         click.option(
             "--backend",
@@ -114,7 +113,7 @@ def _matcher(
     model: str | None,
     exemplars: str | None,
     threshold: float | None,
-    batch_size: int,
+    batch_size: int | None,
     backend: str | None = None,
     threads: int | None = None,
 ) -> Any:

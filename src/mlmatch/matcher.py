@@ -12,7 +12,7 @@ import numpy as np
 
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
 from mlmatch.calibration import Calibrator, choose_calibrator
-from mlmatch.encoders import Backend, Encoder, load_encoder
+from mlmatch.encoders import DEFAULT_BATCH_SIZE, Backend, Encoder, load_encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.models import CalibrationReport, Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
@@ -66,7 +66,8 @@ class Matcher:
             texts) and cached.
         cache_dir: Where exemplar embeddings are cached (default: see
             :func:`~mlmatch.cache.default_cache_dir`); ``use_cache=False`` disables caching.
-        batch_size: Texts per encoder batch.
+        batch_size: Texts per encoder batch; default: the encoder's preference (256 for torch on
+            a GPU), else 64.
         max_chars: Longest accepted text; ``None`` accepts any length.
         device: Torch device for the model (``"cpu"``, ``"cuda"``); default picks CUDA if present.
         backend: ``torch``, ``onnx`` or ``static`` (see :class:`~mlmatch.encoders.Backend`);
@@ -91,7 +92,7 @@ class Matcher:
         calibration: bool = True,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         max_chars: int | None = DEFAULT_MAX_CHARS,
         device: str | None = None,
         backend: Backend | str | None = None,
@@ -99,7 +100,7 @@ class Matcher:
     ) -> None:
         if encoder is not None and model is not None:
             raise ValueError("pass either model or encoder, not both")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -123,7 +124,11 @@ class Matcher:
             )
         )
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        self.batch_size = batch_size
+        self.batch_size: int = (
+            batch_size
+            if batch_size is not None
+            else getattr(self.encoder, "preferred_batch_size", DEFAULT_BATCH_SIZE)
+        )
         self.max_chars = max_chars
         self.use_none = use_none and self.exemplars.has_none
         self._cache = EmbeddingCache(cache_root if use_cache else None)
