@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmatch.batch import join_cells, output_columns, score_records
+from mlmatch.encoders import available_cores
 from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.tables import Format, detect_format
@@ -44,6 +47,9 @@ __all__ = [
 
 INSTALL_HINT = 'Ray is not installed; install the extra with: pip install "mlmatch[ray]"'
 DEFAULT_BATCH_ROWS = 256
+# Ray Data runs small tasks beside the actors (listing, reading and writing files); one that waits
+# for a free CPU while the actors hold them all waits forever. So one CPU is always left to them.
+SPARE_CPUS = 1
 BLOCK_BYTES = 1 << 20
 SHARD_ROWS = 100_000
 
@@ -164,7 +170,8 @@ def score_dataset(
         cache_dir: Cache folder on the workers; default: each worker's own default
             (``$MLMATCH_CACHE_DIR``, else ``~/.cache/mlmatch``).
         batch_size: Rows per batch handed to an actor.
-        concurrency: Number of actors; default: one per ``num_cpus`` CPUs of the cluster.
+        concurrency: Number of actors; default: one per ``num_cpus`` CPUs of the cluster, one CPU
+            left for Ray Data's other tasks (more warns: a pipeline reading files can stall).
         num_cpus: CPUs reserved by each actor; its encoder uses that many threads.
         num_gpus: GPUs reserved by each actor; with ``backend="torch"`` the model then runs on
             CUDA in fp16 (the onnx backend here is CPU-only).
@@ -194,10 +201,19 @@ def score_dataset(
     }
     if cache_dir is not None:
         options["cache_dir"] = str(cache_dir)
+    if not ray.is_initialized():
+        ray.init()
+    cpus, fits = _actor_room(ray, num_cpus)
     if concurrency is None:
-        if not ray.is_initialized():
-            ray.init()
-        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1) // num_cpus))
+        concurrency = max(1, fits)
+    elif concurrency > fits:
+        warnings.warn(
+            f"{concurrency} actor(s) of {num_cpus} CPU(s) leave no CPU of the cluster's {cpus} "
+            "for Ray Data's other tasks; a pipeline that reads files (Parquet listing, for one) "
+            f"can stall. Use concurrency={max(fits, 1)} or fewer.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return ds.map_batches(
         scorer or DatasetScorer,
         fn_constructor_args=(columns,),
@@ -211,6 +227,12 @@ def score_dataset(
         num_cpus=num_cpus,
         num_gpus=num_gpus or None,
     )
+
+
+def _actor_room(ray: Any, cpus_per_actor: int) -> tuple[int, int]:
+    """The cluster's CPUs, and how many actors fit on them with :data:`SPARE_CPUS` left over."""
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    return cpus, max(cpus - SPARE_CPUS, 0) // cpus_per_actor
 
 
 def _check_columns(ds: ray.data.Dataset, wanted: list[str], added: list[str]) -> None:
@@ -284,21 +306,37 @@ def score_files(
     target, work = _output_folders(output_path)
     started = time.perf_counter()
     if not ray.is_initialized():
+        private = address is None and not os.environ.get("RAY_ADDRESS")
         ray.init(
             address=address,
+            # A private Ray on this machine counts one CPU more than there are cores, so the
+            # actors can use every core and the file tasks still find their spare CPU.
+            num_cpus=available_cores() + SPARE_CPUS if private else None,
             logging_level="WARNING" if show_progress else "ERROR",
             include_dashboard=False,
             log_to_driver=show_progress,
         )
     if not show_progress:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # Said of every input smaller than the actor pool: true, and no concern of the user's.
+        warnings.filterwarnings(
+            "ignore", "The minimum number of concurrent actors", UserWarning, "ray.*"
+        )
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = show_progress
     # Small blocks, so that even one large file is spread over every actor: a row costs
     # milliseconds to score, so a 1 MiB block (a few thousand rows) is seconds of work.
     context.target_max_block_size = min(context.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
+    cpus, fits = _actor_room(ray, cpus_per_actor)
     if actors is None:
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
+        actors = fits
+    if actors < 1 or actors > fits:
+        raise DataFileError(
+            f"{actors or 1} actor(s) of {cpus_per_actor} CPU(s) need "
+            f"{(actors or 1) * cpus_per_actor + SPARE_CPUS} CPUs, one of them left for reading "
+            f"and writing files, and the Ray cluster has {cpus}; "
+            + (f"use --actors {fits} or fewer" if fits else "use a larger cluster")
+        )
     written = False
     try:
         ds = _read(ray, input_path, fmt_in, list(text_columns))
@@ -376,9 +414,8 @@ def _output_folders(output_path: str) -> tuple[str, str]:
     return str(target), str(work)
 
 
-# Reading and writing files is light next to encoding, and the actors may hold every CPU (two
-# actors on two cores): file tasks that waited for a free CPU would never run. So they reserve
-# none, and Ray Data's backpressure bounds how many run at once.
+# Reading and writing files is light next to encoding: those tasks reserve no CPU, so they run
+# beside the actors and never queue behind them; Ray Data's backpressure bounds how many run.
 _IO_CPUS = 0
 
 
