@@ -65,7 +65,7 @@ def main() -> int:
 
     import ray
 
-    from mlmatch.ray import score_files
+    from mlmatch.ray import SPARE_CPUS, score_files
 
     work = Path(tempfile.mkdtemp())
     parts = write_parts(work / "in", corpus(args.rows), args.files)
@@ -73,7 +73,11 @@ def main() -> int:
     matcher = Matcher(backend=args.backend)  # also warms the caches the actors read
 
     started = time.perf_counter()
-    ray.init(num_cpus=available_cores(), include_dashboard=False, logging_level="ERROR")
+    # As `mlmatch score --engine ray` starts its own Ray: one CPU more than the cores, for the
+    # file tasks, so that two one-CPU actors fit on two cores.
+    ray.init(
+        num_cpus=available_cores() + SPARE_CPUS, include_dashboard=False, logging_level="ERROR"
+    )
     cluster_start = time.perf_counter() - started
 
     def local() -> float:
