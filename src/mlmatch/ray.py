@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
+    "SPARE_CPUS",
     "DatasetScorer",
     "RayNotInstalledError",
     "RaySummary",
