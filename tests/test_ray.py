@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 import mlmatch.ray as mlmatch_ray
 from mlmatch.batch import output_columns, score_records
 from mlmatch.cli import main
+from mlmatch.errors import DataFileError
 from mlmatch.ray import DatasetScorer, score_dataset
 
 BAD = {5: None, 6: "", 7: "12345", 8: "   \t "}
@@ -56,6 +58,34 @@ def test_engine_options_are_checked(tmp_path: Path, args, message):
     result = CliRunner().invoke(main, ["score", str(source), "-o", str(out), "-t", "text", *args])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_dataset_scorer_handles_pandas_and_dict_batches(tiny_set, fake_encoder):
+    options = {"exemplars": tiny_set, "encoder": fake_encoder, "use_cache": False}
+    scorer = DatasetScorer(["title", "body"], top=2, matcher_options=options)
+    titles = ["robot arm", None, "forecast", float("nan")]
+    bodies = ["grasping boxes", "", "weekly sales demand", None]
+    # Cells joined as the local scorer joins them: missing and empty cells drop out.
+    texts = ["robot arm\n\ngrasping boxes", "", "forecast\n\nweekly sales demand", ""]
+    expected = score_records(scorer.matcher, texts, top=2)
+    as_pandas = scorer(pd.DataFrame({"title": titles, "body": bodies}))
+    as_dict = scorer(
+        {"title": np.array(titles, dtype=object), "body": np.array(bodies, dtype=object)}
+    )
+    for batch in (as_pandas, as_dict):
+        for j, name in enumerate(output_columns(2)):
+            got = list(batch[name])
+            want = [row[j] for row in expected]
+            if name.startswith("mlmatch_score"):  # floats, NaN where there is no score
+                assert [None if np.isnan(v) else round(v, 4) for v in got] == [
+                    None if w in (None, "") else w for w in want
+                ], name
+            else:
+                assert got == ["" if w is None else str(w) for w in want], name
+    assert as_pandas["mlmatch_error"][0] == ""
+    assert as_pandas["mlmatch_error"][3].startswith("text is empty")
+    with pytest.raises(DataFileError, match="a batch has no column 'title'; its columns are 'x'"):
+        scorer(pd.DataFrame({"x": ["robot"]}))
 
 
 # ----------------------------------------------------------------------------- on a cluster
