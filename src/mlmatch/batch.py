@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_COLUMNS",
     "ScoreSummary",
+    "column_positions",
+    "find_columns",
     "join_cells",
     "output_columns",
+    "refuse_added_columns",
     "score_file",
     "score_records",
 ]
@@ -163,12 +166,7 @@ def score_file(
     reader = open_reader(input_path, fmt_in, encoding_errors=encoding_errors)
     try:
         positions = column_positions(reader, text_columns, input_path)
-        clash = [c for c in reader.columns if c in added]
-        if clash:
-            raise DataFileError(
-                f"{input_path} already has mlmatch's column(s) {clash}; score the original "
-                "file, or drop or rename those columns"
-            )
+        refuse_added_columns(reader.columns, added, input_path)
         total = Path(input_path).stat().st_size if input_path != "-" else None
         identity = _identity(matcher, input_path, text_columns, top, fmt_in, fmt_out)
         run = _Run(matcher, reader, positions, top, batch_size, progress, total)
@@ -200,23 +198,38 @@ def _check_output(output_path: str, fmt: Format, resume: bool) -> Path | None:
 
 
 def column_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
-    """Positions of the named columns; a missing or duplicated name is a DataFileError."""
+    """Positions of the named columns in a table; see :func:`find_columns`."""
     if not reader.columns and reader.format is Format.JSONL:
         reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
+    return find_columns(reader.columns, names, path)
+
+
+def find_columns(columns: Sequence[str], names: Sequence[str], where: str) -> list[int]:
+    """Positions of ``names`` in ``columns``; a missing or duplicated name is a DataFileError."""
     positions = []
     for name in names:
-        hits = [i for i, column in enumerate(reader.columns) if column == name]
+        hits = [i for i, column in enumerate(columns) if column == name]
         if not hits:
-            shown = ", ".join(repr(c) for c in reader.columns[:30])
-            more = f" and {len(reader.columns) - 30} more" if len(reader.columns) > 30 else ""
-            raise DataFileError(f"{path} has no column {name!r}; its columns are {shown}{more}")
+            shown = ", ".join(repr(c) for c in columns[:30])
+            more = f" and {len(columns) - 30} more" if len(columns) > 30 else ""
+            raise DataFileError(f"{where} has no column {name!r}; its columns are {shown}{more}")
         if len(hits) > 1:
             raise DataFileError(
-                f"{path} has {len(hits)} columns named {name!r} (positions "
+                f"{where} has {len(hits)} columns named {name!r} (positions "
                 f"{', '.join(str(h + 1) for h in hits)}); rename one so the text column is clear"
             )
         positions.append(hits[0])
     return positions
+
+
+def refuse_added_columns(columns: Sequence[str], added: Sequence[str], where: str) -> None:
+    """A DataFileError if the data already holds columns that scoring would add."""
+    clash = [c for c in columns if c in added]
+    if clash:
+        raise DataFileError(
+            f"{where} already has mlmatch's column(s) {clash}; score the original data, or "
+            "drop or rename those columns"
+        )
 
 
 def join_cells(values: Sequence[Any]) -> object:

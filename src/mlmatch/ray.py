@@ -11,6 +11,7 @@ counts read and written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -18,14 +19,20 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlmatch.batch import join_cells, output_columns, score_records
+from mlmatch.batch import (
+    find_columns,
+    join_cells,
+    output_columns,
+    refuse_added_columns,
+    score_records,
+)
 from mlmatch.encoders import available_cores
 from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
@@ -240,17 +247,8 @@ def _check_columns(ds: ray.data.Dataset, wanted: list[str], added: list[str]) ->
     schema = ds.schema()
     if schema is None:  # an empty dataset: nothing to check
         return
-    names = list(schema.names)
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        shown = ", ".join(repr(c) for c in names[:30])
-        raise DataFileError(f"the data has no column {missing[0]!r}; its columns are {shown}")
-    clash = [c for c in names if c in added]
-    if clash:
-        raise DataFileError(
-            f"the data already has mlmatch's column(s) {clash}; score the original data, or "
-            "drop or rename those columns"
-        )
+    find_columns(schema.names, wanted, "the data")
+    refuse_added_columns(schema.names, added, "the data")
 
 
 # ----------------------------------------------------------------------------- files
@@ -317,17 +315,6 @@ def score_files(
             include_dashboard=False,
             log_to_driver=show_progress,
         )
-    if not show_progress:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        # Said of every input smaller than the actor pool: true, and no concern of the user's.
-        warnings.filterwarnings(
-            "ignore", "The minimum number of concurrent actors", UserWarning, "ray.*"
-        )
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = show_progress
-    # Small blocks, so that even one large file is spread over every actor: a row costs
-    # milliseconds to score, so a 1 MiB block (a few thousand rows) is seconds of work.
-    context.target_max_block_size = min(context.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
     cpus, fits = _actor_room(ray, cpus_per_actor)
     if actors is None:
         actors = fits
@@ -340,18 +327,19 @@ def score_files(
         )
     written = False
     try:
-        ds = _read(ray, input_path, fmt_in, list(text_columns))
-        rows_in = ds.count()
-        scored = score_dataset(
-            ds,
-            list(text_columns),
-            top=top,
-            batch_size=batch_size,
-            concurrency=actors,
-            num_cpus=cpus_per_actor,
-            **matcher_options,
-        )
-        _write(scored, work, fmt_out)
+        with _run_settings(ray, show_progress):
+            ds = _read(ray, input_path, fmt_in)
+            rows_in = ds.count()
+            scored = score_dataset(
+                ds,
+                list(text_columns),
+                top=top,
+                batch_size=batch_size,
+                concurrency=actors,
+                num_cpus=cpus_per_actor,
+                **matcher_options,
+            )
+            _write(scored, work, fmt_out)
         rows_out, errors, abstained = _tally(work, fmt_out)
         written = True
     except Exception as error:
@@ -377,6 +365,31 @@ def score_files(
         output=output_path,
         actors=actors,
     )
+
+
+@contextlib.contextmanager
+def _run_settings(ray: Any, show_progress: bool) -> Iterator[None]:
+    """Ray Data settings for one run of :func:`score_files`; the caller's come back afterwards."""
+    context = ray.data.DataContext.get_current()
+    saved = context.enable_progress_bars, context.target_max_block_size
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    with warnings.catch_warnings():
+        if not show_progress:
+            logger.setLevel(logging.ERROR)
+            # Said of every input smaller than the actor pool: true, and no concern of the user's.
+            warnings.filterwarnings(
+                "ignore", "The minimum number of concurrent actors", UserWarning, "ray.*"
+            )
+        context.enable_progress_bars = show_progress
+        # Small blocks, so that even one large file is spread over every actor: a row costs
+        # milliseconds to score, so a 1 MiB block (a few thousand rows) is seconds of work.
+        context.target_max_block_size = min(saved[1] or BLOCK_BYTES, BLOCK_BYTES)
+        try:
+            yield
+        finally:
+            context.enable_progress_bars, context.target_max_block_size = saved
+            logger.setLevel(level)
 
 
 def _input_format(path: str, explicit: Format | str | None) -> Format:
@@ -420,7 +433,7 @@ def _output_folders(output_path: str) -> tuple[str, str]:
 _IO_CPUS = 0
 
 
-def _read(ray: Any, path: str, fmt: Format, text_columns: list[str]) -> Any:
+def _read(ray: Any, path: str, fmt: Format) -> Any:
     if fmt is Format.PARQUET:
         return ray.data.read_parquet(path, num_cpus=_IO_CPUS)
     if fmt is Format.JSONL:
