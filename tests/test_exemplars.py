@@ -109,7 +109,16 @@ GOOD_HEADER = "id: robots\nname: Robots\ntier: progress\ndescription: Robots.\n"
             GOOD_HEADER + "colour: blue\nexemplars:\n  - a robot\n",
             r"robots\.yaml: unknown field 'colour'",
         ),
-        (GOOD_HEADER + "exemplars: []\n", r"robots\.yaml: exemplars: List should have at least 1"),
+        (GOOD_HEADER + "exemplars: []\n", r"robots\.yaml: no exemplars: give an `exemplars` list"),
+        (
+            GOOD_HEADER + "groups:\n  - reads_like: tools\n    exemplars: []\n",
+            r"robots\.yaml: groups\.0\.exemplars: List should have at least 1",
+        ),
+        (
+            GOOD_HEADER
+            + "exemplars:\n  - a robot\ngroups:\n  - reads_like: x\n    exemplars:\n      - A Robot\n",
+            r"robots\.yaml: .*groups\.0 repeats an entry of exemplars: 'A Robot'",
+        ),
         (GOOD_HEADER + "exemplars:\n  - [unclosed\n", r"robots\.yaml: invalid YAML at line 7"),
         ("- just\n- a list\n", r"robots\.yaml: expected a mapping of fields, found list"),
         (

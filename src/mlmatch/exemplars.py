@@ -10,9 +10,19 @@ category::
     exemplars:
       - Did the loyalty programme make customers spend more?
 
+Exemplars may also be sorted into ``groups``, each saying what its texts read like; an
+abstention is explained by the group of the nearest counter-examples::
+
+    groups:
+      - reads_like: ordinary software development
+        exemplars:
+          - Add pagination to the orders API
+
 A file whose ``tier`` is ``none`` (conventionally ``none.yaml``) holds counter-examples: text that
-belongs to no category. Every problem is reported as an :class:`~mlmatch.errors.ExemplarError` that
-names the file and the entry.
+belongs to no category. An optional ``context.yaml`` holds neutral sentences (``before`` and
+``after`` lists) that wrap exemplars while the heads are trained, so that a request wrapped in
+greetings and background keeps its label. Every problem is reported as an
+:class:`~mlmatch.errors.ExemplarError` that names the file and the entry.
 """
 
 from __future__ import annotations
@@ -27,15 +37,31 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlmatch.errors import ExemplarError
 from mlmatch.models import Category, Tier
 
-__all__ = ["NONE_LABEL", "ExemplarSet", "TierInfo", "default_exemplar_dir", "load_exemplars"]
+__all__ = [
+    "CONTEXT_FILE",
+    "NONE_LABEL",
+    "ContextPool",
+    "ExemplarSet",
+    "TierInfo",
+    "default_exemplar_dir",
+    "load_exemplars",
+]
 
 NONE_LABEL = "none"
 TIERS_FILE = "tiers.yaml"
+CONTEXT_FILE = "context.yaml"
 _ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
@@ -56,6 +82,31 @@ class _TiersFile(BaseModel):
     tiers: list[TierInfo] = Field(min_length=1)
 
 
+def _clean_list(texts: list[str]) -> list[str]:
+    """Whitespace-normalized texts; an empty entry or a repeat (ignoring case) is an error."""
+    cleaned: list[str] = []
+    seen: dict[str, int] = {}
+    for index, text in enumerate(texts):
+        stripped = " ".join(text.split())
+        if not stripped:
+            raise ValueError(f"entry {index} is empty")
+        key = _key(stripped)
+        if key in seen:
+            raise ValueError(f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}")
+        seen[key] = index
+        cleaned.append(stripped)
+    return cleaned
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reads_like: str = Field(min_length=1, description="Completes 'it reads like ...'.")
+    exemplars: list[str] = Field(min_length=1)
+
+    _clean = field_validator("exemplars")(_clean_list)
+
+
 class _CategoryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,23 +114,50 @@ class _CategoryFile(BaseModel):
     name: str = Field(min_length=1)
     tier: Tier | Literal["none"]
     description: str = Field(min_length=1)
-    exemplars: list[str] = Field(min_length=1)
+    exemplars: list[str] = Field(default_factory=list)
+    groups: list[_Group] = Field(default_factory=list)
 
-    @field_validator("exemplars")
-    @classmethod
-    def _clean_exemplars(cls, texts: list[str]) -> list[str]:
-        cleaned: list[str] = []
-        seen: dict[str, int] = {}
-        for index, text in enumerate(texts):
-            stripped = " ".join(text.split())
-            if not stripped:
-                raise ValueError(f"entry {index} is empty")
-            key = unicodedata.normalize("NFKC", stripped).casefold()
-            if key in seen:
-                raise ValueError(f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}")
-            seen[key] = index
-            cleaned.append(stripped)
-        return cleaned
+    _clean = field_validator("exemplars")(_clean_list)
+
+    @model_validator(mode="after")
+    def _check_entries(self) -> _CategoryFile:
+        if not self.exemplars and not self.groups:
+            raise ValueError("no exemplars: give an `exemplars` list or `groups`")
+        seen: dict[str, str] = {_key(text): "exemplars" for text in self.exemplars}
+        for number, group in enumerate(self.groups):
+            where = f"groups.{number}"
+            for text in group.exemplars:
+                if _key(text) in seen:
+                    raise ValueError(
+                        f"{where} repeats an entry of {seen[_key(text)]}: {_snippet(text)!r}"
+                    )
+                seen[_key(text)] = where
+        return self
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every exemplar with what its group reads like ("" outside groups)."""
+        plain = [(text, "") for text in self.exemplars]
+        return plain + [(t, g.reads_like) for g in self.groups for t in g.exemplars]
+
+
+class _ContextFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    before: list[str] = Field(min_length=1)
+    after: list[str] = Field(min_length=1)
+
+    _clean = field_validator("before", "after")(_clean_list)
+
+
+@dataclass(frozen=True)
+class ContextPool:
+    """Neutral sentences placed around exemplars while training (see :data:`CONTEXT_FILE`)."""
+
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.before or self.after)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -91,6 +169,8 @@ class ExemplarSet:
 
     ``texts[i]`` is an exemplar of category ``labels[i]``; counter-examples carry the label
     :data:`NONE_LABEL`. ``categories`` lists the real categories, best tier first.
+    ``reads_like[i]`` names the group of ``texts[i]`` ("" when it has none; empty when no
+    exemplar has one) and ``context`` the sentences that wrap exemplars in training.
     """
 
     categories: tuple[Category, ...]
@@ -98,11 +178,17 @@ class ExemplarSet:
     texts: tuple[str, ...]
     labels: tuple[str, ...]
     source: str = "<memory>"
+    reads_like: tuple[str, ...] = ()
+    context: ContextPool = field(default_factory=ContextPool)
     _by_id: dict[str, Category] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ExemplarError(f"{len(self.texts)} exemplar texts for {len(self.labels)} labels")
+        if self.reads_like and len(self.reads_like) != len(self.texts):
+            raise ExemplarError(
+                f"{len(self.reads_like)} group names for {len(self.texts)} exemplar texts"
+            )
         by_id = {category.id: category for category in self.categories}
         unknown = sorted(set(self.labels) - set(by_id) - {NONE_LABEL})
         if unknown:
@@ -144,7 +230,14 @@ class ExemplarSet:
         categories = tuple(c for c in taxonomy.categories if c.id in present)
         if not categories:
             raise ExemplarError("no exemplars of any category (only 'none')")
-        return cls(categories, taxonomy.tiers, tuple(texts), tuple(labels), "<examples>")
+        return cls(
+            categories,
+            taxonomy.tiers,
+            tuple(texts),
+            tuple(labels),
+            "<examples>",
+            context=taxonomy.context,
+        )
 
     @classmethod
     def from_directory(cls, path: str | Path) -> ExemplarSet:
@@ -156,13 +249,14 @@ class ExemplarSet:
         if not tiers_path.is_file():
             raise ExemplarError(f"{folder} has no {TIERS_FILE} describing the tiers")
         tiers = _validate(_TiersFile, tiers_path).tiers
-        files = sorted(p for p in folder.glob("*.y*ml") if p.name != TIERS_FILE)
+        files = sorted(p for p in folder.glob("*.y*ml") if p.name not in (TIERS_FILE, CONTEXT_FILE))
         if not files:
             raise ExemplarError(f"{folder} holds no category files (*.yaml)")
 
         categories: list[Category] = []
         texts: list[str] = []
         labels: list[str] = []
+        groups: list[str] = []
         defined_in: dict[str, Path] = {}
         for file in files:
             entry = _validate(_CategoryFile, file)
@@ -181,15 +275,30 @@ class ExemplarSet:
                         id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
                     )
                 )
-            texts.extend(entry.exemplars)
-            labels.extend([entry.id] * len(entry.exemplars))
+            for text, group in entry.entries():
+                texts.append(text)
+                labels.append(entry.id)
+                groups.append(group)
         _check_cross_file_duplicates(texts, labels, defined_in)
+        context_path = folder / CONTEXT_FILE
+        context = ContextPool()
+        if context_path.is_file():
+            pool = _validate(_ContextFile, context_path)
+            context = ContextPool(tuple(pool.before), tuple(pool.after))
 
         tier_order = {tier.id: rank for rank, tier in enumerate(tiers)}
         if len(tier_order) != len(tiers):
             raise ExemplarError(f"{tiers_path}: a tier is listed twice")
         categories.sort(key=lambda c: (tier_order.get(c.tier, len(tiers)), c.id))
-        return cls(tuple(categories), tuple(tiers), tuple(texts), tuple(labels), str(folder))
+        return cls(
+            tuple(categories),
+            tuple(tiers),
+            tuple(texts),
+            tuple(labels),
+            str(folder),
+            tuple(groups) if any(groups) else (),
+            context,
+        )
 
     def category(self, category_id: str) -> Category:
         """Return the category with this id."""
@@ -228,11 +337,13 @@ class ExemplarSet:
     @property
     def content_hash(self) -> str:
         """A digest of everything that is embedded; it keys the embedding cache."""
-        payload = {
+        payload: dict[str, object] = {
             "texts": self.texts,
             "labels": self.labels,
             "descriptions": [(c.id, c.name, c.description) for c in self.categories],
         }
+        if self.context:
+            payload["context"] = [self.context.before, self.context.after]
         blob = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()
 
@@ -299,7 +410,7 @@ def _describe(error: object, data: dict[str, object]) -> str:
     if parts and parts[0] == "tier":
         allowed = ", ".join(t.value for t in Tier)
         return f"unknown tier {data.get('tier')!r} (expected one of {allowed}, or none)"
-    return f"{loc}: {message}"
+    return f"{loc}: {message}" if loc else message
 
 
 def _check_cross_file_duplicates(
@@ -307,12 +418,16 @@ def _check_cross_file_duplicates(
 ) -> None:
     seen: dict[str, str] = {}
     for text, label in zip(texts, labels, strict=True):
-        key = unicodedata.normalize("NFKC", text).casefold()
+        key = _key(text)
         if key in seen and seen[key] != label:
             raise ExemplarError(
                 f"{files[label]}: exemplar {_snippet(text)!r} also appears in {files[seen[key]]}"
             )
         seen[key] = label
+
+
+def _key(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def _snippet(text: str, width: int = 60) -> str:
