@@ -10,9 +10,16 @@ Importing this package is cheap: the model loads on the first classification.
 
 from mlmatch.diagnostics import HealthReport, diagnose
 from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
-from mlmatch.errors import DataFileError, ExemplarError, MlmatchError, ModelLoadError
+from mlmatch.errors import (
+    DataFileError,
+    ExemplarError,
+    MlmatchError,
+    ModelLoadError,
+    NotEnglishError,
+)
 from mlmatch.evaluation import EvaluationReport, evaluate
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.language import detect_language
 from mlmatch.matcher import Matcher, classify, classify_many, default_matcher
 from mlmatch.models import Category, Classification, Evidence, Match, Tier
 from mlmatch.scoring import Aggregation
@@ -35,11 +42,13 @@ __all__ = [
     "Matcher",
     "MlmatchError",
     "ModelLoadError",
+    "NotEnglishError",
     "Tier",
     "__version__",
     "classify",
     "classify_many",
     "default_matcher",
+    "detect_language",
     "diagnose",
     "evaluate",
     "load_encoder",

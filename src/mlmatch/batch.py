@@ -20,7 +20,6 @@ from typing import IO, TYPE_CHECKING, Any
 from mlmatch.errors import DataFileError
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.tables import Format, TableReader, detect_format, open_reader, open_writer
-from mlmatch.text import clean_text
 
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
@@ -68,7 +67,8 @@ def score_records(
 ) -> list[list[Any]]:
     """Score one chunk; returns, per text, the values of :func:`output_columns` in order.
 
-    A text that cannot be classified (missing, empty, not a string, no letters, too long) gets
+    A text that cannot be classified (missing, empty, not a string, no letters, too long, not
+    English) gets
     an empty label and the reason in ``mlmatch_error``; the others are encoded in batches.
     """
     rows: list[list[Any]] = [[] for _ in texts]
@@ -78,12 +78,12 @@ def score_records(
         try:
             if text is None:
                 raise ValueError("missing value")
-            clean_text(text, max_chars=matcher.max_chars)
+            matcher.check_text(text)
         except (TypeError, ValueError) as error:
             rows[i] = _error_row(str(error), top)
         else:
             valid_index.append(i)
-            valid_text.append(text)  # type: ignore[arg-type]  # clean_text accepted it as str
+            valid_text.append(text)  # type: ignore[arg-type]  # check_text accepted it as str
     if valid_text:
         for i, result in zip(
             valid_index,

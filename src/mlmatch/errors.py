@@ -6,7 +6,13 @@ data, ``RuntimeError`` for a model that cannot be loaded), so ``except ValueErro
 
 from __future__ import annotations
 
-__all__ = ["DataFileError", "ExemplarError", "MlmatchError", "ModelLoadError"]
+__all__ = [
+    "DataFileError",
+    "ExemplarError",
+    "MlmatchError",
+    "ModelLoadError",
+    "NotEnglishError",
+]
 
 
 class MlmatchError(Exception):
@@ -23,3 +29,11 @@ class ModelLoadError(MlmatchError, RuntimeError):
 
 class DataFileError(MlmatchError, ValueError):
     """A table to score or evaluate cannot be read or written as asked."""
+
+
+class NotEnglishError(MlmatchError, ValueError):
+    """A text is clearly not English, so the English model cannot judge it."""
+
+    def __init__(self, message: str, language: str) -> None:
+        super().__init__(message)
+        self.language = language

@@ -13,7 +13,9 @@ import numpy as np
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
 from mlmatch.calibration import Calibrator, choose_calibrator
 from mlmatch.encoders import DEFAULT_BATCH_SIZE, Backend, Encoder, load_encoder
+from mlmatch.errors import NotEnglishError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.language import detect_language
 from mlmatch.models import CalibrationReport, Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
 from mlmatch.text import clean_text, clean_texts
@@ -75,6 +77,10 @@ class Matcher:
             installed). Ignored when ``encoder`` is given.
         threads: CPU threads the encoder may use (default: every available core). Set it to
             the cores given to each worker when several matchers share a machine.
+        check_language: Refuse text that is clearly not English with a
+            :class:`~mlmatch.errors.NotEnglishError` naming its language (the bundled model and
+            exemplars are English, so such text would wrongly read as "no ML problem"). Turn it
+            off for a multilingual model with exemplars of your own.
 
     """
 
@@ -97,6 +103,7 @@ class Matcher:
         device: str | None = None,
         backend: Backend | str | None = None,
         threads: int | None = None,
+        check_language: bool = True,
     ) -> None:
         if encoder is not None and model is not None:
             raise ValueError("pass either model or encoder, not both")
@@ -130,6 +137,7 @@ class Matcher:
             else getattr(self.encoder, "preferred_batch_size", DEFAULT_BATCH_SIZE)
         )
         self.max_chars = max_chars
+        self.check_language = check_language
         self.use_none = use_none and self.exemplars.has_none
         self._cache = EmbeddingCache(cache_root if use_cache else None)
 
@@ -160,9 +168,27 @@ class Matcher:
         """The aggregation method in use."""
         return self._scorer.aggregation
 
+    def check_text(self, text: object, *, what: str = "text") -> str:
+        """Validate one input as the matcher will (see :mod:`mlmatch.text`); return it cleaned.
+
+        Raises ``TypeError`` or ``ValueError`` naming ``what``; text that is clearly not English
+        raises :class:`~mlmatch.errors.NotEnglishError` when :attr:`check_language` is on.
+        """
+        cleaned = clean_text(text, max_chars=self.max_chars, what=what)
+        if self.check_language:
+            language = detect_language(cleaned)
+            if language is not None:
+                raise NotEnglishError(
+                    f"{what} looks like {language}, not English; mlmatch's model and exemplars "
+                    "are English, so translate it first (or pass check_language=False with a "
+                    "multilingual model)",
+                    language,
+                )
+        return cleaned
+
     def classify(self, text: str) -> Classification:
         """Classify one problem description."""
-        cleaned = clean_text(text, max_chars=self.max_chars)
+        cleaned = self.check_text(text)
         shape = (len(self.categories), EVIDENCE_PER_MATCH)
         return self._classify_clean([text], [cleaned], self.batch_size, shape)[0]
 
@@ -179,7 +205,7 @@ class Matcher:
         ``top`` keeps only the best matches (default: all categories) and ``evidence`` the
         nearest exemplars per match; smaller values make large batches cheaper to build.
         """
-        originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
+        originals, cleaned = self._check_texts(texts)
         size = self.batch_size if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
@@ -210,7 +236,7 @@ class Matcher:
 
     def scores(self, texts: Iterable[str], *, batch_size: int | None = None) -> np.ndarray:
         """Raw scores, shape (len(texts), len(class_ids)), as the decision sees them."""
-        _, cleaned = clean_texts(texts, max_chars=self.max_chars)
+        _, cleaned = self._check_texts(texts)
         size = self.batch_size if batch_size is None else batch_size
         parts = [
             self._score_clean(cleaned[start : start + _CHUNK], size)[0]
@@ -257,6 +283,13 @@ class Matcher:
         )
 
     # ----------------------------------------------------------------- internals
+
+    def _check_texts(self, texts: Iterable[str]) -> tuple[list[str], list[str]]:
+        originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
+        if self.check_language:
+            for i, text in enumerate(cleaned):
+                self.check_text(text, what=f"texts[{i}]")
+        return originals, cleaned
 
     def _embed_exemplars(self) -> tuple[np.ndarray, np.ndarray]:
         key = cache_key("exemplars", self.encoder.model_id, self.exemplars.content_hash)
