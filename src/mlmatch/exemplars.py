@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -157,7 +158,35 @@ class ContextPool:
     after: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.before or self.after)
+        return bool(self.before and self.after)
+
+    def wrap(
+        self,
+        texts: Sequence[str],
+        *,
+        seed: int,
+        before: tuple[int, int] = (1, 3),
+        after: tuple[int, int] = (1, 2),
+    ) -> list[str]:
+        """Each text with ``before`` (min, max) random sentences ahead and ``after`` behind.
+
+        Seeded, so the same call gives the same texts; the sentences differ from text to text.
+        """
+        if not self:
+            raise ExemplarError("the context pool is empty; add before and after sentences")
+        rng = random.Random(seed)
+        wrapped = []
+        for text in texts:
+            head = rng.sample(self.before, min(rng.randint(*before), len(self.before)))
+            tail = rng.sample(self.after, min(rng.randint(*after), len(self.after)))
+            wrapped.append(" ".join([*head, text, *tail]))
+        return wrapped
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ContextPool:
+        """Read a context file (``before`` and ``after`` lists of sentences)."""
+        pool = _validate(_ContextFile, Path(path))
+        return cls(tuple(pool.before), tuple(pool.after))
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -281,10 +310,7 @@ class ExemplarSet:
                 groups.append(group)
         _check_cross_file_duplicates(texts, labels, defined_in)
         context_path = folder / CONTEXT_FILE
-        context = ContextPool()
-        if context_path.is_file():
-            pool = _validate(_ContextFile, context_path)
-            context = ContextPool(tuple(pool.before), tuple(pool.after))
+        context = ContextPool.from_file(context_path) if context_path.is_file() else ContextPool()
 
         tier_order = {tier.id: rank for rank, tier in enumerate(tiers)}
         if len(tier_order) != len(tiers):
@@ -298,6 +324,16 @@ class ExemplarSet:
             str(folder),
             tuple(groups) if any(groups) else (),
             context,
+        )
+
+    def subset(self, indices: Sequence[int]) -> ExemplarSet:
+        """The same taxonomy with only the exemplars at ``indices`` (in that order)."""
+        picked = list(indices)
+        return replace(
+            self,
+            texts=tuple(self.texts[i] for i in picked),
+            labels=tuple(self.labels[i] for i in picked),
+            reads_like=tuple(self.reads_like[i] for i in picked) if self.reads_like else (),
         )
 
     def category(self, category_id: str) -> Category:

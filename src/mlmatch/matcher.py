@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlmatch.adapter import Adapter, find_adapter
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
 from mlmatch.calibration import Calibrator, choose_calibrator
 from mlmatch.encoders import DEFAULT_BATCH_SIZE, Backend, Encoder, load_encoder
@@ -39,6 +40,8 @@ DEFAULT_THRESHOLD = 0.22
 # Two categories whose scores differ by less than this are reported as a near tie.
 AMBIGUITY_MARGIN = 0.1
 EVIDENCE_PER_MATCH = 3
+# Nearest grouped counter-examples that vote on what an abstained text reads like.
+READS_LIKE_NEIGHBOURS = 5
 DEFAULT_MAX_CHARS = 100_000
 # Folds for cross-fitting the calibration on the exemplars (fewer when a category is small).
 CALIBRATION_FOLDS = 5
@@ -77,6 +80,8 @@ class Matcher:
             installed). Ignored when ``encoder`` is given.
         threads: CPU threads the encoder may use (default: every available core). Set it to
             the cores given to each worker when several matchers share a machine.
+        adapter: Use the adapter that ``mlmatch tune`` saved in the exemplar folder, if any
+            (see :mod:`mlmatch.adapter`); ``False`` uses the base model as it is.
         check_language: Refuse text that is clearly not English with a
             :class:`~mlmatch.errors.NotEnglishError` naming its language (the bundled model and
             exemplars are English, so such text would wrongly read as "no ML problem"). Turn it
@@ -103,6 +108,7 @@ class Matcher:
         device: str | None = None,
         backend: Backend | str | None = None,
         threads: int | None = None,
+        adapter: bool = True,
         check_language: bool = True,
     ) -> None:
         if encoder is not None and model is not None:
@@ -123,11 +129,17 @@ class Matcher:
             exemplars if isinstance(exemplars, ExemplarSet) else load_exemplars(exemplars)
         )
         cache_root = cache_dir if cache_dir is not None else default_cache_dir()
+        self.adapter = self._find_adapter() if adapter and encoder is None else None
         self.encoder = (
             encoder
             if encoder is not None
             else load_encoder(
-                model, device=device, backend=backend, cache_dir=cache_root, threads=threads
+                model,
+                device=device,
+                backend=backend,
+                cache_dir=cache_root,
+                threads=threads,
+                adapter=self.adapter,
             )
         )
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -150,6 +162,16 @@ class Matcher:
         self._members = [
             np.flatnonzero(self._labels == c) for c in range(len(self.exemplars.categories))
         ]
+        # Counter-examples that say what they read like explain abstentions.
+        groups = self.exemplars.reads_like
+        self._none_rows = np.array(
+            [
+                i
+                for i, label in enumerate(self.exemplars.labels)
+                if label == NONE_LABEL and groups and groups[i]
+            ],
+            dtype=np.int64,
+        )
         self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
         self._fit_scorer(self._descriptions)
         self.calibrator: Calibrator | None = None
@@ -283,6 +305,17 @@ class Matcher:
         )
 
     # ----------------------------------------------------------------- internals
+
+    def _find_adapter(self) -> Adapter | None:
+        source = Path(self.exemplars.source)
+        found = find_adapter(source) if source.is_dir() else None
+        if found is not None and found.is_stale(self.exemplars.content_hash):
+            logger.warning(
+                "the adapter in %s was tuned on other exemplars; run `mlmatch tune %s` again",
+                source,
+                source,
+            )
+        return found
 
     def _check_texts(self, texts: Iterable[str]) -> tuple[list[str], list[str]]:
         originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
@@ -463,13 +496,32 @@ class Matcher:
         winner = decide(merged[None, :], n_categories, self.threshold, use_none=self.use_none)
         abstain = bool(winner[0] < 0)
         label = None if abstain else best.category.id
+        reads_like = self._reads_like(exemplar_sims) if abstain else None
         return Classification(
             text=text,
             label=label,
             matches=matches,
             verdict=self._verdict(label, best),
-            explanation=self._explain(matches, abstain, none_score),
+            explanation=self._explain(matches, abstain, none_score, reads_like),
+            reads_like=reads_like[0] if reads_like else None,
         )
+
+    def _reads_like(self, exemplar_sims: np.ndarray) -> tuple[str, str] | None:
+        """What an abstained text reads like, and the nearest exemplar of that group.
+
+        The group is the one with the most similarity among the nearest grouped counter-examples.
+        """
+        rows = self._none_rows
+        if rows.size == 0:
+            return None
+        nearest = rows[np.argsort(-exemplar_sims[rows], kind="stable")[:READS_LIKE_NEIGHBOURS]]
+        votes: dict[str, float] = {}
+        for i in nearest:
+            group = self.exemplars.reads_like[i]
+            votes[group] = votes.get(group, 0.0) + max(float(exemplar_sims[i]), 0.0)
+        group = max(votes, key=lambda g: votes[g])
+        example = next(i for i in nearest if self.exemplars.reads_like[i] == group)
+        return group, self.exemplars.texts[example]
 
     def _match(
         self, class_index: int, score: float, exemplar_sims: np.ndarray, n_evidence: int
@@ -499,17 +551,32 @@ class Matcher:
             )
         return self.exemplars.tier(best.category.tier).advice
 
-    def _explain(self, matches: list[Match], abstain: bool, none_score: float) -> str:
+    def _explain(
+        self,
+        matches: list[Match],
+        abstain: bool,
+        none_score: float,
+        reads_like: tuple[str, str] | None,
+    ) -> str:
         best, second = matches[0], matches[1] if len(matches) > 1 else None
         if abstain:
-            reason = (
-                f"it reads most like text that needs no machine learning (score {none_score:.2f})"
-                if none_score > best.score
-                else f"its best score is {best.score:.2f}, below the threshold {self.threshold:.2f}"
-            )
+            nearest = f"The nearest area was {best.category.name} (score {best.score:.2f})."
+            if none_score <= best.score:
+                return (
+                    "This does not look like a machine-learning problem of any known area, so it "
+                    f"gets no category: its best score is {best.score:.2f}, below the threshold "
+                    f"{self.threshold:.2f}. {nearest}"
+                )
+            if reads_like is not None:
+                group, example = reads_like
+                return (
+                    f"Nothing here has to be learned from data, so it gets no category: it reads "
+                    f"like {group} (score {none_score:.2f}), closest to “{_shorten(example)}”. "
+                    f"{nearest}"
+                )
             return (
-                f"This does not look like a machine-learning problem of any known area, so it "
-                f"gets no category: {reason}. The nearest area was {best.category.name}."
+                "Nothing here has to be learned from data, so it gets no category: it reads most "
+                f"like text that needs no machine learning (score {none_score:.2f}). {nearest}"
             )
         tier = self.exemplars.tier(best.category.tier)
         tie = (

@@ -62,6 +62,11 @@ class Classification(_Frozen):
     matches: list[Match] = Field(description="All categories, best first.")
     verdict: str = Field(description="The tier's advice, or why no category was given.")
     explanation: str = Field(description="One or two sentences for a non-expert.")
+    reads_like: str | None = Field(
+        default=None,
+        description="When mlmatch abstains, what the text reads like (the group of its nearest "
+        "counter-examples, e.g. 'ordinary software development'); None otherwise.",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -21,12 +21,15 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlmatch.encoders import WINDOW_OVERLAP, available_cores, token_windows
 from mlmatch.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from mlmatch.adapter import Adapter
 
 __all__ = ["OnnxEncoder", "export_onnx", "load_onnx_encoder"]
 
@@ -128,7 +131,11 @@ def _pool(tokens: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
 
 
 def load_onnx_encoder(
-    model: str | Path | None, cache_dir: Path, *, threads: int | None = None
+    model: str | Path | None,
+    cache_dir: Path,
+    *,
+    threads: int | None = None,
+    adapter: Adapter | None = None,
 ) -> OnnxEncoder:
     """The ONNX encoder for ``model``, exporting it into ``cache_dir`` the first time."""
     from mlmatch.encoders import _resolve
@@ -139,7 +146,7 @@ def load_onnx_encoder(
         raise ModelLoadError(
             "the onnx backend needs onnxruntime: pip install onnxruntime"
         ) from error
-    path, base_id = _resolve(model)
+    path, base_id = _resolve(model, adapter, cache_dir)
     folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
     if not _complete(folder):
         export_onnx(path, folder)

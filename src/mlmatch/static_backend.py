@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -33,6 +33,9 @@ from tokenizers import Tokenizer
 from mlmatch.cache import cache_key
 from mlmatch.encoders import _offline, _quiet_transformers, _resolve
 from mlmatch.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from mlmatch.adapter import Adapter
 
 __all__ = [
     "SIF_COEFFICIENT",
@@ -231,7 +234,9 @@ def sif_weights(n_tokens: int, coefficient: float = SIF_COEFFICIENT) -> np.ndarr
     return weights
 
 
-def load_static_encoder(model: str | Path | None, cache_dir: str | Path) -> StaticEncoder:
+def load_static_encoder(
+    model: str | Path | None, cache_dir: str | Path, *, adapter: Adapter | None = None
+) -> StaticEncoder:
     """The static version of ``model``, distilled on first use and cached under ``cache_dir``.
 
     ``model`` is resolved as :func:`mlmatch.encoders.load_encoder` does (``None`` is the bundled
@@ -239,7 +244,7 @@ def load_static_encoder(model: str | Path | None, cache_dir: str | Path) -> Stat
     is distilled again (about a minute on two CPU cores, needs sentence-transformers and torch).
     An unwritable cache only logs a warning.
     """
-    path, base_id = _resolve(model)
+    path, base_id = _resolve(model, adapter, Path(cache_dir).expanduser())
     model_id = f"{base_id}|{_RECIPE}"
     key = cache_key("static", model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
     folder = Path(cache_dir).expanduser() / "static" / key

@@ -1,0 +1,180 @@
+"""Low-rank adapters: a small update to the sentence model, tuned on an exemplar folder.
+
+``mlmatch tune`` (see :mod:`mlmatch.tuning`) writes two files into an exemplar folder:
+
+* ``adapter.safetensors``: for each adapted linear layer ``W`` two float16 matrices ``A``
+  (rank x inputs) and ``B`` (outputs x rank); the tuned layer is ``W + scale * B @ A``;
+* ``adapter.json``: the manifest (base model, rank, scale, the exemplars it was tuned on, the
+  settings and the SHA-256 of the weights file).
+
+Loading a folder with an adapter merges it into a copy of the base model, written once into the
+cache (:func:`merged_model`); every backend then starts from that copy, so the ONNX export and the
+static distillation carry the tuning too, and every cache key names the adapter's hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlmatch.errors import ModelLoadError
+
+__all__ = ["ADAPTER_FILE", "ADAPTER_MANIFEST", "Adapter", "find_adapter", "merged_model"]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_MANIFEST = "adapter.json"
+# Bumped when the layout of a merged-model folder changes.
+_MERGED_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """An adapter found in an exemplar folder (see the module docstring)."""
+
+    folder: Path
+    base_model: str
+    rank: int
+    scale: float
+    sha256: str
+    exemplars_hash: str
+    settings: dict[str, Any]
+
+    @property
+    def weights(self) -> Path:
+        """The ``adapter.safetensors`` file."""
+        return self.folder / ADAPTER_FILE
+
+    @property
+    def tag(self) -> str:
+        """A short id of the weights, appended to model ids (and so to every cache key)."""
+        return f"adapter:{self.sha256[:16]}"
+
+    def is_stale(self, exemplars_hash: str) -> bool:
+        """Whether the exemplars changed since the adapter was tuned on them."""
+        return self.exemplars_hash != exemplars_hash
+
+    def load_weights(self) -> dict[str, Any]:
+        """The low-rank matrices as float32 numpy arrays, after checking the file's hash."""
+        from safetensors.numpy import load
+
+        blob = self.weights.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != self.sha256:
+            raise ModelLoadError(
+                f"{self.weights} does not match the SHA-256 in {ADAPTER_MANIFEST}; it was "
+                "changed or damaged: run `mlmatch tune` on the folder again"
+            )
+        return {name: array.astype("float32") for name, array in load(blob).items()}
+
+
+def find_adapter(folder: str | Path) -> Adapter | None:
+    """The adapter stored in an exemplar folder, or ``None`` when it has none."""
+    folder = Path(folder)
+    manifest_path = folder / ADAPTER_MANIFEST
+    if not manifest_path.is_file():
+        return None
+    if not (folder / ADAPTER_FILE).is_file():
+        raise ModelLoadError(f"{manifest_path} has no {ADAPTER_FILE} beside it")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return Adapter(
+            folder=folder,
+            base_model=str(manifest["base_model"]),
+            rank=int(manifest["rank"]),
+            scale=float(manifest["scale"]),
+            sha256=str(manifest["sha256"]),
+            exemplars_hash=str(manifest["exemplars_hash"]),
+            settings=dict(manifest.get("settings", {})),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(
+            f"{manifest_path} is not a valid adapter manifest ({error}); "
+            "run `mlmatch tune` on the folder again"
+        ) from None
+
+
+def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
+    """A sentence-transformers folder of the base model with ``adapter`` merged in.
+
+    Written once under ``cache_dir/tuned/`` (needs torch and sentence-transformers the first
+    time); an unwritable cache falls back to a private temporary folder.
+    """
+    key = hashlib.sha256(f"{_MERGED_FORMAT}|{base_path}|{adapter.sha256}".encode()).hexdigest()
+    folder = cache_dir / "tuned" / key[:24]
+    if (folder / "modules.json").is_file():
+        return folder
+    model = load_sentence_model(base_path)
+    merge(model, adapter.load_weights(), adapter.scale)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".merge-"))
+    except OSError as error:
+        logger.warning(
+            "cache %s is not writable (%s); merging the adapter in memory", cache_dir, error
+        )
+        staging = Path(tempfile.mkdtemp(prefix="mlmatch-tuned-"))
+        model.save(str(staging))
+        return staging
+    try:
+        model.save(str(staging / "model"))
+        with contextlib.suppress(OSError):  # another process may have installed its copy
+            os.replace(staging / "model", folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("merged %s into %s", adapter.tag, folder)
+    return folder
+
+
+def load_sentence_model(path: str) -> Any:
+    """Load a sentence-transformers model from local files, on the CPU, quietly."""
+    from mlmatch.encoders import _offline, _quiet_transformers
+
+    try:
+        with _offline():
+            from sentence_transformers import SentenceTransformer
+
+            with _quiet_transformers():
+                return SentenceTransformer(path, device="cpu", local_files_only=True)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"applying or tuning an adapter needs sentence-transformers and torch ({error}); "
+            'install them with `pip install "mlmatch[torch]"`'
+        ) from error
+
+
+def adapted_layers(model: Any) -> Iterator[tuple[str, Any]]:
+    """The linear layers an adapter updates: attention and feed-forward of every block."""
+    import torch
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".encoder.layer." in f".{name}":
+            yield name, module
+
+
+def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
+    """Add ``scale * B @ A`` to each adapted layer's weight, in place."""
+    import torch
+
+    layers = dict(adapted_layers(model))
+    expected = {f"{name}.{part}" for name in layers for part in ("A", "B")}
+    if set(weights) != expected:
+        missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
+        raise ModelLoadError(
+            f"the adapter does not fit this model (missing {missing}, unexpected {extra}); "
+            "tune it again for this model"
+        )
+    with torch.no_grad():
+        for name, layer in layers.items():
+            a = torch.from_numpy(weights[f"{name}.A"])
+            b = torch.from_numpy(weights[f"{name}.B"])
+            layer.weight += scale * (b @ a).to(layer.weight.dtype)

@@ -1,0 +1,346 @@
+"""``mlmatch tune``: adapt the sentence model to an exemplar folder with a low-rank adapter.
+
+Training is supervised contrastive learning over the exemplars: in each batch, texts of the same
+category pull together and the rest push apart (``none`` counter-examples count by their group,
+so "ordinary software" and "an everyday question" stay distinct), and every exemplar appears
+twice, bare and wrapped in neutral context sentences, so that a request wrapped in a greeting and
+company background lands where the bare request does. Only rank-``r`` updates of the attention
+and feed-forward layers train; the base weights stay frozen.
+
+The adapter is judged before it is kept: it is tuned on 80% of the exemplars (a seeded split,
+stratified by category) and compared with the base model, both through the matcher's own head,
+on the held-out 20%, bare and wrapped in context, and on a labelled dev file when one is given.
+It is saved only when it wins on every one of them, so the adapter that ships is exactly the one
+that was measured (the held-out exemplars still serve the head, only not the tuning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmatch.adapter import (
+    ADAPTER_FILE,
+    ADAPTER_MANIFEST,
+    adapted_layers,
+    find_adapter,
+    load_sentence_model,
+)
+from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+
+__all__ = ["TuneReport", "TuneSettings", "tune"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """How an adapter is tuned; stored in its manifest."""
+
+    epochs: int = 1
+    rank: int = 8
+    alpha: float = 16.0
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    temperature: float = 0.05
+    max_tokens: int = 128
+    holdout: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.rank < 1 or self.batch_size < 2:
+            raise ValueError("epochs and rank must be at least 1, batch_size at least 2")
+        if not 0.0 < self.holdout < 0.5:
+            raise ValueError(f"holdout must be in (0, 0.5), got {self.holdout}")
+
+    @property
+    def scale(self) -> float:
+        """The factor of the low-rank update, ``alpha / rank`` as in LoRA."""
+        return self.alpha / self.rank
+
+
+@dataclass
+class TuneReport:
+    """What :func:`tune` measured and did."""
+
+    rows: list[tuple[str, float, float]] = field(default_factory=list)
+    """(what was measured, top-1 with the base model, top-1 with the adapter)."""
+    kept: bool = False
+    path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def wins(self) -> bool:
+        """Whether the adapter beat the base model on every measurement."""
+        return bool(self.rows) and all(after > before for _, before, after in self.rows)
+
+    def table(self) -> str:
+        """The comparison as a Markdown table."""
+        lines = ["| measured on | base model | tuned | change |", "|---|---|---|---|"]
+        for name, before, after in self.rows:
+            lines.append(f"| {name} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+        return "\n".join(lines)
+
+
+def tune(
+    folder: str | Path | None = None,
+    *,
+    model: str | Path | None = None,
+    dev: tuple[Sequence[str], Sequence[str]] | None = None,
+    settings: TuneSettings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    save: bool = True,
+) -> TuneReport:
+    """Tune an adapter on an exemplar folder (default: the bundled one) and keep it if it wins.
+
+    ``dev`` is an optional labelled set (texts, labels; ``none`` for no category) measured
+    before and after. ``progress(stage, done, total)`` is called after every training step.
+    With ``save`` the adapter is written into the folder only when it wins everywhere.
+    """
+    settings = settings or TuneSettings()
+    started = time.perf_counter()
+    exemplars = load_exemplars(folder)
+    target = Path(exemplars.source)
+    if not exemplars.context:
+        raise ValueError(
+            f"{target} has no context.yaml with before and after sentences; tuning wraps "
+            "exemplars in them (see the README's section on exemplar folders)"
+        )
+    from mlmatch.encoders import _resolve
+
+    base_path, base_id = _resolve(model)
+    keep, held = _split(exemplars, settings)
+    report = TuneReport()
+
+    base = load_sentence_model(base_path)
+    tuned = load_sentence_model(base_path)
+    weights = _train(tuned, exemplars.subset(keep), settings, progress, "tuning")
+    for name, (texts, labels) in _measurements(exemplars, held, dev, settings).items():
+        before = _top1(base, exemplars.subset(keep), texts, labels)
+        after = _top1(tuned, exemplars.subset(keep), texts, labels)
+        report.rows.append((name, before, after))
+    if report.wins and save:
+        report.path = _save(target, weights, base_id, exemplars, settings)
+        report.kept = True
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _split(exemplars: ExemplarSet, settings: TuneSettings) -> tuple[list[int], list[int]]:
+    """A seeded split stratified by category: (tuning indices, held-out indices)."""
+    rng = random.Random(settings.seed)
+    keep: list[int] = []
+    held: list[int] = []
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(exemplars.labels):
+        by_label.setdefault(label, []).append(i)
+    for indices in by_label.values():
+        rng.shuffle(indices)
+        n_held = min(len(indices) - 2, round(len(indices) * settings.holdout))
+        held += indices[: max(n_held, 0)]
+        keep += indices[max(n_held, 0) :]
+    return sorted(keep), sorted(held)
+
+
+def _measurements(
+    exemplars: ExemplarSet,
+    held: list[int],
+    dev: tuple[Sequence[str], Sequence[str]] | None,
+    settings: TuneSettings,
+) -> dict[str, tuple[list[str], list[str]]]:
+    texts = [exemplars.texts[i] for i in held]
+    labels = [exemplars.labels[i] for i in held]
+    # Evaluation wrappings use another seed than training, so no wrapped text was seen.
+    wrap_seed = settings.seed + 1_000_003
+    result = {
+        f"held-out exemplars ({len(texts)})": (texts, labels),
+        f"held-out exemplars in context ({len(texts)})": (
+            exemplars.context.wrap(texts, seed=wrap_seed),
+            labels,
+        ),
+    }
+    if dev is not None:
+        dev_texts, dev_labels = list(dev[0]), [label or NONE_LABEL for label in dev[1]]
+        result[f"dev ({len(dev_texts)})"] = (dev_texts, dev_labels)
+        result[f"dev in context ({len(dev_texts)})"] = (
+            exemplars.context.wrap(dev_texts, seed=wrap_seed),
+            dev_labels,
+        )
+    return result
+
+
+def _top1(model: Any, exemplars: ExemplarSet, texts: list[str], labels: list[str]) -> float:
+    """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder."""
+    from mlmatch.encoders import SentenceTransformerEncoder
+    from mlmatch.matcher import Matcher
+
+    fingerprint = hashlib.sha256(str(id(model)).encode()).hexdigest()[:8]
+    encoder = SentenceTransformerEncoder(model, f"tuning-{fingerprint}")
+    matcher = Matcher(
+        exemplars=exemplars,
+        encoder=encoder,
+        calibration=False,
+        use_cache=False,
+        check_language=False,
+    )
+    predicted = [r.label or NONE_LABEL for r in matcher.classify_many(texts)]
+    return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+
+
+def _train(
+    model: Any,
+    exemplars: ExemplarSet,
+    settings: TuneSettings,
+    progress: Callable[[str, int, int], None] | None,
+    stage: str,
+) -> dict[str, np.ndarray]:
+    """Attach low-rank updates to ``model``, train them, and return them as arrays.
+
+    The updates stay attached, so ``model`` encodes as the tuned model afterwards.
+    """
+    import torch
+
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    from mlmatch.encoders import available_cores
+
+    torch.set_num_threads(available_cores())
+    layers = _attach(model, settings)
+    parameters = [p for layer in layers.values() for p in (layer.lora_a, layer.lora_b)]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
+    groups = [
+        f"{label}:{group}" if label == NONE_LABEL else label
+        for label, group in zip(
+            exemplars.labels, exemplars.reads_like or [""] * len(exemplars), strict=True
+        )
+    ]
+    classes = {name: i for i, name in enumerate(sorted(set(groups)))}
+    targets = [classes[g] for g in groups]
+    n = len(exemplars)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, total // 10))
+    )
+    previous_length = model.max_seq_length
+    model.max_seq_length = settings.max_tokens
+    model.train()
+    step = 0
+    try:
+        for epoch in range(settings.epochs):
+            order = list(range(n))
+            rng.shuffle(order)
+            wrapped = exemplars.context.wrap(exemplars.texts, seed=settings.seed + epoch)
+            for start in range(0, n, settings.batch_size):
+                batch = order[start : start + settings.batch_size]
+                texts = [exemplars.texts[i] for i in batch] + [wrapped[i] for i in batch]
+                labels = torch.tensor([targets[i] for i in batch] * 2)
+                features = (getattr(model, "preprocess", None) or model.tokenize)(texts)
+                embeddings = model(features)["sentence_embedding"]
+                loss = _supervised_contrastive(embeddings, labels, settings.temperature)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                if progress is not None:
+                    progress(stage, step, total)
+    finally:
+        model.max_seq_length = previous_length
+        model.eval()
+    return {
+        f"{name}.{part}": tensor.detach().cpu().numpy().astype(np.float32)
+        for name, layer in layers.items()
+        for part, tensor in (("A", layer.lora_a), ("B", layer.lora_b))
+    }
+
+
+def _supervised_contrastive(embeddings: Any, labels: Any, temperature: float) -> Any:
+    """Mean over anchors of -log(share of similarity mass on same-class texts)."""
+    import torch
+
+    unit = torch.nn.functional.normalize(embeddings, dim=1)
+    logits = unit @ unit.T / temperature
+    self_mask = torch.eye(len(labels), dtype=torch.bool)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_share = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    per_anchor = -(log_share.masked_fill(~positives, 0.0)).sum(1) / positives.sum(1).clamp(min=1)
+    return per_anchor.mean()
+
+
+def _attach(model: Any, settings: TuneSettings) -> dict[str, Any]:
+    """Replace every adapted linear layer by a frozen copy plus a trainable low-rank update."""
+    import torch
+
+    class LowRank(torch.nn.Module):
+        def __init__(self, base: torch.nn.Linear) -> None:
+            super().__init__()
+            self.base = base
+            self.lora_a = torch.nn.Parameter(
+                torch.randn(settings.rank, base.in_features) / math.sqrt(base.in_features)
+            )
+            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, settings.rank))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            update = (x @ self.lora_a.T) @ self.lora_b.T
+            return self.base(x) + settings.scale * update  # type: ignore[no-any-return]
+
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    layers: dict[str, Any] = {}
+    for name, linear in list(adapted_layers(model)):
+        parent_name, _, attribute = name.rpartition(".")
+        wrapper = LowRank(linear)
+        setattr(model.get_submodule(parent_name), attribute, wrapper)
+        layers[name] = wrapper
+    return layers
+
+
+def _save(
+    folder: Path,
+    weights: dict[str, np.ndarray],
+    base_id: str,
+    exemplars: ExemplarSet,
+    settings: TuneSettings,
+) -> Path:
+    """Write the adapter (float16) and its manifest into the exemplar folder, atomically."""
+    from safetensors.numpy import save
+
+    blob = save({name: array.astype(np.float16) for name, array in sorted(weights.items())})
+    manifest = {
+        "base_model": base_id,
+        "rank": settings.rank,
+        "scale": settings.scale,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "exemplars_hash": exemplars.content_hash,
+        "settings": {key: getattr(settings, key) for key in TuneSettings.__dataclass_fields__},
+    }
+    _atomic_write(folder / ADAPTER_FILE, blob)
+    _atomic_write(folder / ADAPTER_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    adapter = find_adapter(folder)
+    assert adapter is not None
+    return adapter.weights
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
