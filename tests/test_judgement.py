@@ -1,0 +1,89 @@
+"""Issue-level judgement with the real model: ordinary work abstains, common requests land in
+the category the taxonomy's placement table gives them, context keeps labels, and text that is
+not English gets a notice instead of a verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from mlmatch import Matcher, NotEnglishError
+from mlmatch.exemplars import ContextPool
+
+pytestmark = pytest.mark.slow
+
+# Each row of the table in the issue "Tell ordinary work from an ML problem": the text and the
+# answer the taxonomy's placement table gives it (None: no category).
+PLACEMENTS = [
+    (
+        "A lightweight Python web framework for building HTTP APIs with routing, middleware and "
+        "templates.",
+        None,
+    ),
+    (
+        "Object-relational mapper for Python that maps classes to database tables and builds SQL "
+        "queries.",
+        None,
+    ),
+    ("Calculator for the sample size of a two-arm A/B test on conversion rate", None),
+    ("Rolling budget forecast for next year – finance sign-off", None),
+    ("Plan the weekly shifts of 80 nurses under the union rules", None),
+    ("Optimise delivery routes for our 30 vans", None),
+    ("Build a recommender for our online bookshop", "tabular-prediction"),
+    ("Segment our customers into groups for marketing", "tabular-prediction"),
+    ("Spot fraudulent insurance claims", "tabular-prediction"),
+    ("A chatbot that answers HR policy questions", "transfer-learning"),
+]
+
+
+@pytest.mark.parametrize(("text", "label"), PLACEMENTS)
+def test_placement_table(real_matcher: Matcher, text: str, label: str | None):
+    result = real_matcher.classify(text)
+    assert result.label == label, result.explanation
+    if label is None:
+        assert result.reads_like is not None
+        assert f"reads like {result.reads_like}" in result.explanation
+
+
+def test_a_request_wrapped_in_greeting_and_background_keeps_its_label(real_matcher: Matcher):
+    bare = [text for text, label in PLACEMENTS if label is not None] + [
+        "Can we predict which of our subscribers will cancel next month from their account data?",
+        "We would like to transcribe recorded customer calls and pull out the complaints.",
+    ]
+    wrapped = [
+        "Hello, I run the operations team at a mid-sized family business near Porto. We have "
+        f"grown quickly over the last three years and are now forty people. {text} Thanks in "
+        "advance, and have a good week."
+        for text in bare
+    ]
+    before = [r.label for r in real_matcher.classify_many(bare)]
+    after = [r.label for r in real_matcher.classify_many(wrapped)]
+    assert after == before
+
+
+def test_context_keeps_labels_on_a_fixed_sample_of_dev(real_matcher: Matcher):
+    items = [
+        json.loads(line)
+        for line in (ROOT / "data/eval/dev.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ][::6]
+    pool = ContextPool.from_file(ROOT / "data/eval/context.yaml")
+    texts = [item["text"] for item in items]
+    bare = [r.label for r in real_matcher.classify_many(texts)]
+    wrapped = [r.label for r in real_matcher.classify_many(pool.wrap(texts, seed=7))]
+    agreement = np.mean([a == b for a, b in zip(bare, wrapped, strict=True)])
+    assert agreement >= 0.90, f"{agreement:.3f} of {len(items)} kept their label in context"
+
+
+def test_german_request_gets_a_language_notice_not_a_verdict(real_matcher: Matcher):
+    text = (
+        "Wir möchten die Verkaufszahlen unserer Filialen für das nächste Quartal vorhersagen. "
+        "Können Sie uns dabei helfen?"
+    )
+    with pytest.raises(NotEnglishError, match="German") as caught:
+        real_matcher.classify(text)
+    assert caught.value.language == "German"
+    assert "not a machine-learning problem" not in str(caught.value)
