@@ -29,7 +29,7 @@ PLACEMENTS = [
         None,
     ),
     ("Calculator for the sample size of a two-arm A/B test on conversion rate", None),
-    ("Rolling budget forecast for next year – finance sign-off", None),
+    ("Rolling budget forecast for next year – finance sign-off", None),  # noqa: RUF001
     ("Plan the weekly shifts of 80 nurses under the union rules", None),
     ("Optimise delivery routes for our 30 vans", None),
     ("Build a recommender for our online bookshop", "tabular-prediction"),
