@@ -2,31 +2,57 @@
 
 :func:`score_records` scores one chunk of texts and is the single per-batch function that every
 engine uses. :func:`score_file` streams a whole file through it in chunks, writing to a partial
-file that is renamed into place only when complete, and keeping a checkpoint so that an
-interrupted run can continue with ``resume=True``.
+file that is renamed into place only when complete (see :mod:`mlmatch.outputs` for the rules that
+keep existing files safe), and keeping a checkpoint so that an interrupted run can continue with
+``resume=True``.
+
+Cells mlmatch writes never start with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return:
+such a cell gets a leading apostrophe, so a spreadsheet shows it as text instead of running it
+as a formula.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from mlmatch.errors import DataFileError
 from mlmatch.exemplars import NONE_LABEL
-from mlmatch.tables import Format, TableReader, detect_format, open_reader, open_writer
+from mlmatch.outputs import (
+    Destination,
+    check_destination,
+    create_exclusive,
+    lock_output,
+    open_existing,
+    place,
+)
+from mlmatch.tables import (
+    OUTPUT_FORMATS,
+    Format,
+    TableReader,
+    TableWriter,
+    detect_format,
+    open_reader,
+    open_writer,
+)
 
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
 
 __all__ = [
     "BASE_COLUMNS",
+    "Interrupted",
     "ScoreSummary",
+    "check_paths",
     "column_positions",
     "find_columns",
     "join_cells",
@@ -112,17 +138,28 @@ def _result_row(result: Any, top: int) -> list[Any]:
     for match in result.matches[1:top]:
         row += [match.category.id, round(match.score, 4)]
     row += [""] * (len(output_columns(top)) - len(row))
-    return row
+    return [_inert(value) for value in row]
 
 
 def _error_row(reason: str, top: int) -> list[Any]:
-    row: list[Any] = ["", "", "", None, "", "", "", reason]
+    row: list[Any] = ["", "", "", None, "", "", "", _inert(reason)]
     return row + [""] * (len(output_columns(top)) - len(row))
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    """A cell mlmatch writes, with an apostrophe before a start a spreadsheet runs as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
 class ScoreSummary:
-    """What a batch run did."""
+    """What a batch run did; after a resumed run the counts cover the whole file."""
 
     rows: int
     errors: int
@@ -135,6 +172,18 @@ class ScoreSummary:
     def rows_per_second(self) -> float:
         """Rows scored per second of wall time (resumed rows excluded)."""
         return (self.rows - self.resumed_from) / self.seconds if self.seconds > 0 else 0.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`score_file`, saying what was kept.
+
+    ``kept`` rows are saved for ``resume=True`` (0: nothing is kept); ``direct`` means the
+    output was written straight through (stdout, a device, a FIFO) and is incomplete.
+    """
+
+    def __init__(self, output: str, kept: int, direct: bool) -> None:
+        super().__init__(output)
+        self.output, self.kept, self.direct = output, kept, direct
 
 
 def score_file(
@@ -151,68 +200,153 @@ def score_file(
     encoding_errors: str = "strict",
     resume: bool = False,
     progress: Progress | None = None,
+    overwrite: bool = False,
+    delimiter: str | None = None,
+    sheet: str | None = None,
 ) -> ScoreSummary:
-    """Score every row of ``input_path`` into ``output_path`` (``-``: stdin / stdout)."""
+    """Score every row of ``input_path`` into ``output_path`` (``-``: stdin / stdout).
+
+    The output must not be the input, and must not exist unless ``overwrite`` is set (a device
+    or FIFO is written straight through). ``delimiter`` is CSV's (default: ``,``, or ``;`` when
+    the header is separated by semicolons), ``sheet`` an Excel file's (default: the first).
+    Ctrl-C raises :class:`Interrupted`.
+    """
     if not text_columns:
         raise DataFileError("name at least one text column (--text-column)")
     if top < 1 or chunk_rows < 1:
         raise DataFileError("top and chunk size must be at least 1")
-    fmt_in = detect_format(input_path, input_format)
-    fmt_out = detect_format(
-        output_path, output_format if output_format else (fmt_in if output_path == "-" else None)
+    fmt_in, fmt_out, destination = check_paths(
+        input_path,
+        output_path,
+        input_format=input_format,
+        output_format=output_format,
+        resume=resume,
+        overwrite=overwrite,
     )
     added = output_columns(top)
-    target = _check_output(output_path, fmt_out, resume)
-    reader = open_reader(input_path, fmt_in, encoding_errors=encoding_errors)
+    reader = open_reader(
+        input_path, fmt_in, encoding_errors=encoding_errors, delimiter=delimiter, sheet=sheet
+    )
     try:
         positions = column_positions(reader, text_columns, input_path)
         refuse_added_columns(reader.columns, added, input_path)
         total = Path(input_path).stat().st_size if input_path != "-" else None
-        identity = _identity(matcher, input_path, text_columns, top, fmt_in, fmt_out)
         run = _Run(matcher, reader, positions, top, batch_size, progress, total)
-        if target is None:
-            writer = open_writer(sys.stdout.buffer, fmt_out, reader.columns, added)
-            run.stream(writer, chunk_rows)
-            writer.close()
-            return run.summary("<stdout>")
-        return run.to_file(target, fmt_out, added, chunk_rows, identity, resume)
+        run.delimiter = reader.delimiter if fmt_in is fmt_out is Format.CSV else ","
+        try:
+            if destination.path is None or destination.direct:
+                return run.direct(destination, fmt_out, added, chunk_rows)
+            identity = (
+                _identity(matcher, input_path, text_columns, top, fmt_in, fmt_out)
+                if input_path != "-"
+                else None  # what was read from stdin is gone: no checkpoint, no resume
+            )
+            with lock_output(destination.path):
+                return run.to_file(
+                    destination, fmt_out, added, chunk_rows, identity, resume, overwrite
+                )
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(destination.name, run.kept, destination.direct) from None
     finally:
         reader.close()
 
 
-def _check_output(output_path: str, fmt: Format, resume: bool) -> Path | None:
-    if output_path == "-":
-        if resume:
-            raise DataFileError("--resume needs an output file, not stdout")
-        return None
-    target = Path(output_path)
-    if not target.parent.is_dir():
+def check_paths(
+    input_path: str,
+    output_path: str,
+    *,
+    input_format: Format | str | None = None,
+    output_format: Format | str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[Format, Format, Destination]:
+    """The checks of :func:`score_file` that need no model: formats, and where to write.
+
+    Returns the input and output formats and the checked destination; the CLI runs this
+    before loading the model, so a refused output costs no time.
+    """
+    fmt_in = detect_format(input_path, input_format)
+    fmt_out = _output_format(output_path, output_format, fmt_in)
+    if resume and input_path == "-":
         raise DataFileError(
-            f"output folder {target.parent} does not exist; create it or choose another path"
+            "--resume cannot continue from stdin, whose rows are gone once read; score a file "
+            "to be able to resume"
         )
-    if target.is_dir():
-        raise DataFileError(f"output {output_path} is a folder; pass a file path")
-    if resume and fmt is Format.PARQUET:
+    if resume and fmt_out is Format.PARQUET:
         raise DataFileError("--resume is not available for Parquet output; use CSV or JSON Lines")
-    return target
+    destination = check_destination(output_path, input_path, overwrite=overwrite, resume=resume)
+    return fmt_in, fmt_out, destination
+
+
+def _output_format(path: str, explicit: Format | str | None, fmt_in: Format) -> Format:
+    """The explicit format, else the suffix's; stdout, a device or a FIFO: the input's."""
+    if explicit:
+        fmt = detect_format(path, explicit)
+    elif path == "-" or (os.path.exists(path) and not os.path.isfile(path)):
+        fmt = fmt_in if fmt_in in OUTPUT_FORMATS else Format.CSV
+        if path != "-" and Path(path).suffix.lower() not in ("", ".out"):
+            fmt = _suffix_format(path, fmt)
+    else:
+        fmt = detect_format(path)
+    if fmt not in OUTPUT_FORMATS:
+        raise DataFileError(
+            f"mlmatch does not write {fmt.value} files; write CSV (spreadsheets open it), "
+            "TSV, JSON Lines or Parquet"
+        )
+    return fmt
+
+
+def _suffix_format(path: str, fallback: Format) -> Format:
+    try:
+        return detect_format(path)
+    except DataFileError:
+        return fallback
 
 
 def column_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
     """Positions of the named columns in a table; see :func:`find_columns`."""
     if not reader.columns and reader.format is Format.JSONL:
         reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
-    return find_columns(reader.columns, names, path)
+    try:
+        return find_columns(reader.columns, names, path)
+    except DataFileError as error:
+        if reader.format is Format.CSV and any(
+            reader.delimiter != ";" and ";" in c for c in reader.columns
+        ):
+            raise DataFileError(
+                f"{error}; the header holds ';': if the file is separated by semicolons, pass "
+                "--delimiter ';'"
+            ) from None
+        raise
+
+
+def _suggest(name: str, columns: Sequence[str]) -> str:
+    """``; did you mean 'X'?`` for the closest column name, or nothing."""
+    same_case = [c for c in columns if c.strip().lower() == name.strip().lower()]
+    close = same_case or difflib.get_close_matches(name, list(columns), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def find_columns(columns: Sequence[str], names: Sequence[str], where: str) -> list[int]:
-    """Positions of ``names`` in ``columns``; a missing or duplicated name is a DataFileError."""
+    """Positions of ``names`` in ``columns``; a missing or duplicated name is a DataFileError.
+
+    A name given twice is refused too; a missing one is answered with the closest column name.
+    """
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise DataFileError(f"text column {twice!r} is named twice; name each text column once")
     positions = []
     for name in names:
         hits = [i for i, column in enumerate(columns) if column == name]
         if not hits:
             shown = ", ".join(repr(c) for c in columns[:30])
             more = f" and {len(columns) - 30} more" if len(columns) > 30 else ""
-            raise DataFileError(f"{where} has no column {name!r}; its columns are {shown}{more}")
+            raise DataFileError(
+                f"{where} has no column {name!r}{_suggest(name, columns)}; its columns are "
+                f"{shown}{more}"
+            )
         if len(hits) > 1:
             raise DataFileError(
                 f"{where} has {len(hits)} columns named {name!r} (positions "
@@ -246,11 +380,10 @@ def join_cells(values: Sequence[Any]) -> object:
 def _identity(
     matcher: Matcher, path: str, columns: Sequence[str], top: int, fmt_in: Format, fmt_out: Format
 ) -> dict[str, Any]:
-    stat = Path(path).stat() if path != "-" else None
+    """What a resumed run must share with the interrupted one (the content is checked apart)."""
     return {
-        "input": str(Path(path).resolve()) if path != "-" else "-",
-        "input_size": stat.st_size if stat else None,
-        "input_mtime_ns": stat.st_mtime_ns if stat else None,
+        "input": str(Path(path).resolve()),
+        "input_size": Path(path).stat().st_size,
         "text_columns": list(columns),
         "top": top,
         "formats": [fmt_in.value, fmt_out.value],
@@ -275,11 +408,23 @@ class _Run:
         self.matcher, self.reader, self.positions = matcher, reader, positions
         self.top, self.batch_size, self.progress, self.total = top, batch_size, progress, total
         self.rows = self.errors = self.abstained = self.skipped = 0
+        self.kept = 0  # rows saved by a checkpoint, which --resume can continue from
+        self.delimiter = ","
         self.started = time.perf_counter()
 
     def score_chunk(self, chunk: list[Any]) -> list[list[Any]]:
         texts = [join_cells([self.reader.value(r, p) for p in self.positions]) for r in chunk]
-        values = score_records(self.matcher, texts, top=self.top, batch_size=self.batch_size)
+        broken = [self.reader.lone_surrogate(r) for r in chunk]
+        if any(broken):
+            keep = [i for i, column in enumerate(broken) if column is None]
+            scored = score_records(
+                self.matcher, [texts[i] for i in keep], top=self.top, batch_size=self.batch_size
+            )
+            values = [_error_row(_surrogate_reason(c), self.top) if c else [] for c in broken]
+            for i, row in zip(keep, scored, strict=True):
+                values[i] = row
+        else:
+            values = score_records(self.matcher, texts, top=self.top, batch_size=self.batch_size)
         self.rows += len(chunk)
         self.errors += sum(1 for v in values if v[7])
         self.abstained += sum(1 for v in values if v[0] == NONE_LABEL)
@@ -287,34 +432,65 @@ class _Run:
             self.progress(self.rows, self.reader.bytes_read())
         return values
 
-    def stream(self, writer: Any, chunk_rows: int) -> None:
+    def stream(self, writer: TableWriter, chunk_rows: int) -> None:
         for chunk in self.reader.chunks(chunk_rows):
             writer.write(chunk, self.score_chunk(chunk))
             writer.flush()
 
+    def direct(
+        self, destination: Destination, fmt: Format, added: list[str], chunk_rows: int
+    ) -> ScoreSummary:
+        """Write straight through to stdout, a device or a FIFO (no temporary file)."""
+        if destination.path is None:
+            writer = open_writer(
+                sys.stdout.buffer, fmt, self.reader, added, delimiter=self.delimiter
+            )
+            self.stream(writer, chunk_rows)
+            writer.close()
+        else:
+            with destination.path.open("wb") as handle:
+                writer = open_writer(handle, fmt, self.reader, added, delimiter=self.delimiter)
+                self.stream(writer, chunk_rows)
+                writer.close()
+        return self.summary(destination.name)
+
     def to_file(
         self,
-        target: Path,
+        destination: Destination,
         fmt: Format,
         added: list[str],
         chunk_rows: int,
-        identity: dict[str, Any],
+        identity: dict[str, Any] | None,
         resume: bool,
+        overwrite: bool,
     ) -> ScoreSummary:
-        partial = target.with_name(f".{target.name}.partial")
+        assert destination.path is not None
+        target = destination.path
         checkpoint = target.with_name(f".{target.name}.partial.json")
-        if resume:
-            done, offset = _load_checkpoint(checkpoint, partial, identity)
+        # A run can be resumed when its output is text, appended to row by row; the input's
+        # content is identified by the SHA-256 of the bytes read (text) or of the whole file.
+        resumable = fmt is not Format.PARQUET and identity is not None
+        if identity is not None and resumable and self.reader.prefix() is None:
+            identity["input_sha256"] = _file_sha256(identity["input"])
+        if resume and identity is not None:
+            saved = _load_checkpoint(checkpoint, target, identity)
+            partial = target.with_name(saved["partial"])
+            fd = open_existing(partial)
+            done, offset = saved["rows_done"], saved["output_bytes"]
+            self.errors, self.abstained = saved["errors"], saved["abstained"]
         else:
-            done, offset = 0, 0
-            checkpoint.unlink(missing_ok=True)  # a stale checkpoint must not outlive its run
-        handle: IO[bytes] = partial.open("r+b" if done else "wb")
-        handle.truncate(offset)
-        handle.seek(offset)
-        self.skipped = done
-        writer = open_writer(handle, fmt, self.reader.columns, added, write_header=not done)
+            _discard_checkpoint(checkpoint, target)
+            fd, partial = create_exclusive(target, ".partial")
+            done = offset = 0
+        handle = os.fdopen(fd, "r+b")
+        self.skipped = self.kept = done
         completed = False
         try:
+            handle.truncate(offset)
+            handle.seek(offset)
+            writer = open_writer(
+                handle, fmt, self.reader, added, write_header=not done, delimiter=self.delimiter
+            )
             to_skip = done
             for chunk in self.reader.chunks(chunk_rows):
                 if to_skip:
@@ -325,25 +501,51 @@ class _Run:
                         continue
                 writer.write(chunk, self.score_chunk(chunk))
                 writer.flush()
-                if fmt is not Format.PARQUET:
+                if identity is not None and resumable:
                     os.fsync(handle.fileno())
-                    _save_checkpoint(checkpoint, identity, self.rows, handle.tell())
+                    self._save_checkpoint(checkpoint, target, identity, partial, handle.tell())
             if to_skip:
                 raise DataFileError(
                     f"cannot resume: the checkpoint records {done} rows done but the input "
                     f"has only {done - to_skip}; rerun without --resume"
                 )
             writer.close()
+            os.fsync(handle.fileno())
             handle.close()
-            os.replace(partial, target)
-            checkpoint.unlink(missing_ok=True)
             completed = True
+            place(partial, target, overwrite=overwrite)
+            checkpoint.unlink(missing_ok=True)
         finally:
             if not completed:
                 handle.close()
-                if fmt is Format.PARQUET or not checkpoint.exists():
+                if not self.kept:
                     partial.unlink(missing_ok=True)
-        return self.summary(str(target))
+                    checkpoint.unlink(missing_ok=True)
+        return self.summary(destination.name)
+
+    def _save_checkpoint(
+        self, path: Path, target: Path, identity: dict[str, Any], partial: Path, offset: int
+    ) -> None:
+        state = {
+            **identity,
+            "rows_done": self.rows,
+            "output_bytes": offset,
+            "partial": partial.name,
+            "errors": self.errors,
+            "abstained": self.abstained,
+        }
+        prefix = self.reader.prefix()
+        if prefix is not None:
+            state["input_prefix_bytes"], state["input_prefix_sha256"] = prefix
+        fd, temporary = create_exclusive(target, ".checkpoint")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(state, handle)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self.kept = self.rows
 
     def summary(self, output: str) -> ScoreSummary:
         return ScoreSummary(
@@ -356,22 +558,70 @@ class _Run:
         )
 
 
-def _save_checkpoint(path: Path, identity: dict[str, Any], rows: int, offset: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**identity, "rows_done": rows, "output_bytes": offset}))
-    os.replace(tmp, path)
+def _surrogate_reason(column: str) -> str:
+    return (
+        f"column {column!r} holds a lone surrogate (an escape such as \\ud800 that is half of a "
+        "character), which is not valid Unicode: the row is not scored, and the cell is written "
+        "as that escape"
+    )
 
 
-def _load_checkpoint(path: Path, partial: Path, identity: dict[str, Any]) -> tuple[int, int]:
-    if not path.exists() or not partial.exists():
+def _file_sha256(path: str, limit: int | None = None) -> str:
+    """SHA-256 of a file, or of its first ``limit`` bytes."""
+    digest = hashlib.sha256()
+    left = limit
+    with open(path, "rb") as handle:
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
+def _partial_name(saved: dict[str, Any], target: Path) -> str:
+    name = saved.get("partial")
+    pattern = re.escape(f".{target.name}.") + r"[0-9a-f]+\.partial"
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise ValueError(f"no partial file of {target.name} is named ({name!r})")
+    return name
+
+
+def _read_checkpoint(path: Path, target: Path) -> dict[str, Any]:
+    if path.is_symlink() or not path.is_file():
+        raise ValueError("it is not a regular file")
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(saved, dict):
+        raise ValueError("it holds no JSON object")
+    saved["partial"] = _partial_name(saved, target)
+    for key in ("rows_done", "output_bytes", "errors", "abstained"):
+        saved[key] = int(saved[key])
+    return saved
+
+
+def _discard_checkpoint(path: Path, target: Path) -> None:
+    """A fresh run removes the state of an earlier interrupted one, which cannot be resumed now."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        saved = _read_checkpoint(path, target)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    else:
+        target.with_name(saved["partial"]).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path, target: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    if not path.exists():
         raise DataFileError(
             f"nothing to resume: no interrupted run of this output ({path.name} is missing); "
             "run without --resume"
         )
     try:
-        saved = json.loads(path.read_text())
-        rows, offset = int(saved.pop("rows_done")), int(saved.pop("output_bytes"))
-    except (ValueError, KeyError, TypeError) as error:
+        saved = _read_checkpoint(path, target)
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataFileError(f"cannot resume: checkpoint {path} is damaged ({error})") from None
     changed = sorted(k for k in identity if saved.get(k) != identity[k])
     if changed:
@@ -379,6 +629,18 @@ def _load_checkpoint(path: Path, partial: Path, identity: dict[str, Any]) -> tup
             f"cannot resume: {', '.join(changed)} changed since the interrupted run; "
             "rerun without --resume"
         )
-    if partial.stat().st_size < offset:
-        raise DataFileError("cannot resume: the partial output is shorter than its checkpoint")
-    return rows, offset
+    if "input_prefix_sha256" in saved:
+        size = int(saved["input_prefix_bytes"])
+        if _file_sha256(identity["input"], size) != saved["input_prefix_sha256"]:
+            raise DataFileError(
+                f"cannot resume: the input's content changed since the interrupted run (its "
+                f"first {size:,} bytes differ); rerun without --resume"
+            )
+    elif "input_sha256" not in identity:
+        raise DataFileError("cannot resume: the checkpoint does not identify the input's content")
+    partial = target.with_name(saved["partial"])
+    if not partial.is_file() or partial.stat().st_size < saved["output_bytes"]:
+        raise DataFileError(
+            "cannot resume: the partial output is missing or shorter than its checkpoint"
+        )
+    return saved

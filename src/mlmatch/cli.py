@@ -7,6 +7,7 @@ one-line messages with exit code 2 (1 for unexpected errors; ``--debug`` shows t
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,9 +23,14 @@ __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FORMATS = click.Choice(["csv", "tsv", "jsonl", "parquet"])
+FORMATS = click.Choice(["csv", "tsv", "jsonl", "parquet", "xlsx"])
+OUTPUT_FORMATS = click.Choice(["csv", "tsv", "jsonl", "parquet"])
+BACKENDS = ["torch", "onnx", "static"]
+BACKEND_ENV = "MLMATCH_BACKEND"
 USER_ERROR = 2
 INTERNAL_ERROR = 1
+# What a process killed by SIGPIPE returns; `mlmatch ... | head` ends as quietly as `cat | head`.
+BROKEN_PIPE = 141
 
 
 class _Group(click.Group):
@@ -38,6 +44,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("mlmatch: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(BROKEN_PIPE)
         except (MlmatchError, ValueError, TypeError, OSError) as error:
             if _debug(ctx):
                 raise
@@ -56,6 +65,30 @@ class _Group(click.Group):
 
 def _debug(ctx: click.Context) -> bool:
     return bool(ctx.find_root().params.get("debug"))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device once its reader is gone.
+
+    Python's final flush of what is still buffered would otherwise report a BrokenPipeError.
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout without a file descriptor (an in-process test runner)
+
+
+def _check_backend_env(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a bad $MLMATCH_BACKEND by name before anything loads."""
+    env = os.environ.get(BACKEND_ENV)
+    if value is None and env and env not in BACKENDS:
+        raise click.UsageError(
+            f"{BACKEND_ENV}={env!r} is not a backend; set it to one of {', '.join(BACKENDS)}, "
+            "or unset it"
+        )
+    return value
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,15 +126,22 @@ def matcher_options(command: F) -> F:
         ),
         click.option(
             "--backend",
-            type=click.Choice(["torch", "onnx", "static"]),
+            type=click.Choice(BACKENDS),
             default=None,
-            help="How the model runs (default: $MLMATCH_BACKEND, else onnx).",
+            callback=_check_backend_env,
+            help=f"How the model runs (default: ${BACKEND_ENV}, else onnx).",
         ),
         click.option(
             "--threads",
             type=click.IntRange(min=1),
             default=None,
             help="CPU threads for the encoder (default: every available core).",
+        ),
+        click.option(
+            "--max-chars",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Longest text accepted; longer ones are errors (default: 100000; 0: no limit).",
         ),
     ]
     for option in reversed(options):
@@ -116,9 +156,11 @@ def _matcher(
     batch_size: int | None,
     backend: str | None = None,
     threads: int | None = None,
+    max_chars: int | None = None,
 ) -> Any:
     from mlmatch.matcher import Matcher
 
+    limits: dict[str, Any] = {} if max_chars is None else {"max_chars": max_chars or None}
     return Matcher(
         model=model,
         exemplars=exemplars,
@@ -126,6 +168,7 @@ def _matcher(
         threshold=threshold,
         backend=backend,
         threads=threads,
+        **limits,
     )
 
 
@@ -191,7 +234,7 @@ def _render(result: Any, top: int) -> str:
     "--output",
     "output_path",
     required=True,
-    help="Output file (- for stdout). Written atomically: complete or absent.",
+    help="Output file (- for stdout). Written atomically: complete or absent; never the input.",
 )
 @click.option(
     "-t",
@@ -217,10 +260,21 @@ def _render(result: Any, top: int) -> str:
 )
 @click.option(
     "--output-format",
-    type=FORMATS,
+    type=OUTPUT_FORMATS,
     default=None,
     help="Output format (default: from the suffix, else the input's).",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing output (with --engine ray: an existing output folder).",
+)
+@click.option(
+    "--delimiter",
+    default=None,
+    help="CSV delimiter, one character or 'tab' (default: ',', or ';' if the header uses it).",
+)
+@click.option("--sheet", default=None, help="Excel input: the sheet to read (default: the first).")
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
@@ -269,6 +323,9 @@ def score(
     top: int,
     input_format: str | None,
     output_format: str | None,
+    overwrite: bool,
+    delimiter: str | None,
+    sheet: str | None,
     chunk_size: int,
     encoding_errors: str,
     resume: bool,
@@ -279,11 +336,18 @@ def score(
     cpus_per_actor: int,
     **options: Any,
 ) -> None:
-    """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet; - for stdin).
+    """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet, Excel .xlsx; - for stdin).
 
-    With --engine ray, INPUT may also be a folder or any path Ray Data reads (s3://...).
+    Every row is kept, in order, with mlmatch's columns added. With --engine ray, INPUT may also
+    be a folder or any path Ray Data reads (s3://...).
     """
+    if delimiter is not None:
+        delimiter = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
+        if len(delimiter) != 1 or delimiter in '\r\n"':
+            raise click.UsageError(f"--delimiter must be one character, not {delimiter!r}")
     if engine == "ray":
+        if sheet is not None:
+            raise click.UsageError("--sheet works with --engine local only")
         _score_on_ray(
             input_path,
             output_path,
@@ -291,6 +355,8 @@ def score(
             top=top,
             input_format=input_format,
             output_format=output_format,
+            overwrite=overwrite,
+            delimiter=delimiter,
             chunk_size=chunk_size,
             encoding_errors=encoding_errors,
             resume=resume,
@@ -305,8 +371,17 @@ def score(
     given = [name for name, value in ray_only.items() if value is not None]
     if given or cpus_per_actor != 1:
         raise click.UsageError(f"{(given or ['--cpus-per-actor'])[0]} needs --engine ray")
-    from mlmatch.batch import DEFAULT_CHUNK_ROWS, score_file
+    from mlmatch.batch import DEFAULT_CHUNK_ROWS, Interrupted, check_paths, score_file
 
+    # Refuse a bad output before the model loads (seconds); score_file checks again.
+    check_paths(
+        input_path,
+        output_path,
+        input_format=input_format,
+        output_format=output_format,
+        resume=resume,
+        overwrite=overwrite,
+    )
     matcher = _matcher(**options)
     show = not quiet and sys.stderr.isatty()
     total = (
@@ -329,15 +404,14 @@ def score(
             encoding_errors=encoding_errors,
             resume=resume,
             progress=bar,
+            overwrite=overwrite,
+            delimiter=delimiter,
+            sheet=sheet,
         )
-    except KeyboardInterrupt:
+    except Interrupted as stop:
         if bar is not None:
             bar.finish()
-        click.echo(
-            "mlmatch: interrupted; rows scored so far are kept for `--resume` "
-            "(the output file itself is only written when complete)",
-            err=True,
-        )
+        click.echo(f"mlmatch: interrupted; {_what_was_kept(stop)}", err=True)
         sys.exit(130)
     if bar is not None:
         bar.finish()
@@ -351,6 +425,17 @@ def score(
         )
 
 
+def _what_was_kept(stop: Any) -> str:
+    if stop.direct:
+        return f"{stop.output} holds the rows written so far, an incomplete output"
+    if stop.kept:
+        return (
+            f"the {stop.kept:,} rows scored so far are kept: run the same command with --resume "
+            f"to continue ({stop.output} itself is only written when complete)"
+        )
+    return f"no rows were saved yet, so nothing is kept and {stop.output} was not written"
+
+
 def _score_on_ray(
     input_path: str,
     output_path: str,
@@ -359,6 +444,8 @@ def _score_on_ray(
     top: int,
     input_format: str | None,
     output_format: str | None,
+    overwrite: bool,
+    delimiter: str | None,
     chunk_size: int | None,
     encoding_errors: str,
     resume: bool,
@@ -395,10 +482,13 @@ def _score_on_ray(
             cpus_per_actor=cpus_per_actor,
             batch_size=chunk_size or DEFAULT_BATCH_ROWS,
             show_progress=not quiet and sys.stderr.isatty(),
+            overwrite=overwrite,
+            delimiter=delimiter,
             model=options["model"],
             exemplars=options["exemplars"],
             threshold=options["threshold"],
             backend=options["backend"],
+            **({} if options["max_chars"] is None else {"max_chars": options["max_chars"] or None}),
         )
     except RowCountError as error:
         click.echo(f"mlmatch: error: {error}", err=True)

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -153,6 +154,7 @@ def score_dataset(
     model: str | None = None,
     exemplars: str | Path | ExemplarSet | None = None,
     threshold: float | None = None,
+    max_chars: int | EllipsisType | None = ...,
     cache_dir: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
     concurrency: int | None = None,
@@ -173,6 +175,7 @@ def score_dataset(
         backend: ``torch``, ``onnx`` or ``static``; default as for :class:`~mlmatch.Matcher`.
         model: A local model folder the workers can read; default: the bundled model.
         threshold: Abstain below this score; default: the matcher's.
+        max_chars: Longest text accepted (``None``: any length); default: the matcher's.
         exemplars: An exemplar folder (read here, on the driver, and sent to the actors, so the
             workers need not see it) or an :class:`~mlmatch.ExemplarSet`; default: bundled.
         cache_dir: Cache folder on the workers; default: each worker's own default
@@ -209,6 +212,8 @@ def score_dataset(
     }
     if cache_dir is not None:
         options["cache_dir"] = str(cache_dir)
+    if max_chars is not ...:
+        options["max_chars"] = max_chars
     if not ray.is_initialized():
         ray.init()
     cpus, fits = _actor_room(ray, num_cpus)
@@ -288,21 +293,30 @@ def score_files(
     cpus_per_actor: int = 1,
     batch_size: int = DEFAULT_BATCH_ROWS,
     show_progress: bool = False,
+    overwrite: bool = False,
+    delimiter: str | None = None,
     **matcher_options: Any,
 ) -> RaySummary:
     """Score files Ray Data can read (a file, a folder, a cloud URI) into a folder of shards.
 
     A local output is written into a hidden sibling folder and renamed into place only when the
-    rows written equal the rows read; a remote one (``s3://...``) is written in place. Raises
-    :class:`RowCountError` when the counts differ (the partial output is kept for inspection).
+    rows written equal the rows read; a remote one (``s3://...``) is written in place. An
+    existing output is refused unless ``overwrite`` is set; then it is replaced only once the
+    new one is complete. Raises :class:`RowCountError` when the counts differ (the partial
+    output is kept for inspection). ``delimiter`` is CSV's (default: ``,``, or ``;`` when the
+    header is separated by semicolons).
     """
     ray = require_ray()
     fmt_in = _input_format(input_path, input_format)
+    if fmt_in is Format.XLSX:
+        raise DataFileError("--engine ray does not read Excel files; save the sheet as CSV")
+    if delimiter is not None and fmt_in is not Format.CSV:
+        raise DataFileError(f"--delimiter applies to CSV input, not {fmt_in.value}")
     fmt_out = Format(output_format) if output_format is not None else Format.PARQUET
     if fmt_out not in _OUTPUT_FORMATS:
         known = ", ".join(f.value for f in _OUTPUT_FORMATS)
         raise DataFileError(f"--engine ray writes {known} shards, not {fmt_out.value}")
-    target, work = _output_folders(output_path)
+    target, work = _output_folders(output_path, input_path, overwrite)
     started = time.perf_counter()
     if not ray.is_initialized():
         private = address is None and not os.environ.get("RAY_ADDRESS")
@@ -328,7 +342,7 @@ def score_files(
     written = False
     try:
         with _run_settings(ray, show_progress):
-            ds = _read(ray, input_path, fmt_in)
+            ds = _read(ray, input_path, fmt_in, delimiter)
             rows_in = ds.count()
             scored = score_dataset(
                 ds,
@@ -355,7 +369,7 @@ def score_files(
             "for inspection and was not moved to the output path"
         )
     if work != target:
-        Path(work).rename(target)
+        _replace_folder(Path(work), Path(target))
     return RaySummary(
         rows_in=rows_in,
         rows_out=rows_out,
@@ -408,24 +422,48 @@ def _input_format(path: str, explicit: Format | str | None) -> Format:
     return found.pop()
 
 
-def _output_folders(output_path: str) -> tuple[str, str]:
+def _output_folders(output_path: str, input_path: str, overwrite: bool) -> tuple[str, str]:
     """The final output folder, and the folder to write into (a hidden sibling when local)."""
     if output_path == "-":
         raise DataFileError("--engine ray writes a folder of shards, not stdout; name a folder")
     if "://" in output_path:
         return output_path, output_path
     target = Path(output_path)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if "://" not in input_path:
+        source, resolved = Path(input_path).resolve(), target.resolve()
+        if source == resolved or resolved in source.parents:
+            raise DataFileError(
+                f"output {output_path} is or holds the input {input_path}; mlmatch never writes "
+                "over its input, so choose another output path"
+            )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise DataFileError(
             f"output {output_path} already exists; --engine ray writes a new folder of shards, "
-            "so choose another path or remove it"
+            "so pass --overwrite to replace it, or choose another path"
         )
     if not target.parent.is_dir():
         raise DataFileError(f"output folder {target.parent} does not exist; create it first")
-    if target.exists():
-        target.rmdir()  # an empty folder: replaced by the finished one
     work = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     return str(target), str(work)
+
+
+def _replace_folder(work: Path, target: Path) -> None:
+    """Move the finished ``work`` folder to ``target``, setting aside what was there first."""
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    had_old = target.exists() or target.is_symlink()
+    if had_old:
+        target.rename(old)
+    try:
+        work.rename(target)
+    except OSError:
+        if had_old:
+            old.rename(target)  # put the earlier output back
+        raise
+    if had_old:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 # Reading and writing files is light next to encoding: those tasks reserve no CPU, so they run
@@ -433,7 +471,7 @@ def _output_folders(output_path: str) -> tuple[str, str]:
 _IO_CPUS = 0
 
 
-def _read(ray: Any, path: str, fmt: Format) -> Any:
+def _read(ray: Any, path: str, fmt: Format, delimiter: str | None = None) -> Any:
     if fmt is Format.PARQUET:
         return ray.data.read_parquet(path, num_cpus=_IO_CPUS)
     if fmt is Format.JSONL:
@@ -441,9 +479,19 @@ def _read(ray: Any, path: str, fmt: Format) -> Any:
     import pyarrow as pa
     from pyarrow import csv
 
-    parse = csv.ParseOptions(delimiter="\t" if fmt is Format.TSV else ",", newlines_in_values=True)
     extensions = ["tsv", "tab"] if fmt is Format.TSV else ["csv"]
+    if fmt is Format.TSV:
+        # TSV has no quoting: a quote is an ordinary character, as the local scorer reads it.
+        parse = csv.ParseOptions(delimiter="\t", quote_char=False)
+    else:
+        parse = csv.ParseOptions(delimiter=delimiter or ",", newlines_in_values=True)
     names = _csv_header(path, parse, extensions)
+    if fmt is Format.CSV and delimiter is None and len(names) == 1 and ";" in names[0]:
+        parse = csv.ParseOptions(delimiter=";", newlines_in_values=True)  # as the local scorer
+        names = _csv_header(path, parse, extensions)
+    if len(names) == 1:
+        # In a one-column file a blank line is a row with an empty cell, as the local scorer has it.
+        parse.ignore_empty_lines = False
     # Every cell is read as text, as the local scorer reads CSV: "007" stays "007", and an empty
     # text cell stays empty (an error row) instead of becoming a null.
     convert = csv.ConvertOptions(column_types={name: pa.string() for name in names})

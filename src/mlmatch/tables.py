@@ -1,17 +1,23 @@
-"""Reading and writing tables in chunks: CSV, TSV, JSON Lines and Parquet.
+"""Reading and writing tables in chunks: CSV, TSV, JSON Lines, Parquet, and reading Excel.
 
-Rows travel as opaque records (a list of cells for delimited text, a dict for JSON Lines and
-Parquet), so duplicated header names, cell text and column order survive untouched. CSV cells are
-kept as the strings they were; nothing is converted.
+Rows travel as opaque records (a list of cells for delimited text and Excel, a dict for JSON Lines
+and Parquet), so duplicated header names, cell text and column order survive untouched. CSV and TSV
+cells are kept as the strings they were; nothing is converted. Nothing read is ever dropped: a
+JSON Lines file is scanned once before scoring so every key becomes a column, and what cannot be
+written faithfully is an error, never a silent loss.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import io
+import itertools
 import json
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -19,20 +25,35 @@ from typing import IO, Any
 
 from mlmatch.errors import DataFileError
 
-__all__ = ["Format", "TableReader", "TableWriter", "detect_format", "open_reader", "open_writer"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "Format",
+    "TableReader",
+    "TableWriter",
+    "detect_format",
+    "open_reader",
+    "open_writer",
+]
 
 # CSV fields may be long (a pasted document); Python's default limit is 128 KiB.
 csv.field_size_limit(2**31 - 1)
 
+# Records of JSON Lines read ahead from stdin, which cannot be scanned twice, to find the keys.
+LOOKAHEAD = 1000
+XLSX_HINT = 'reading .xlsx files needs openpyxl: pip install "mlmatch[xlsx]"'
+
 
 class Format(str, Enum):
-    """File formats the batch scorer reads and writes."""
+    """File formats the batch scorer reads (all) and writes (all but XLSX)."""
 
     CSV = "csv"
     TSV = "tsv"
     JSONL = "jsonl"
     PARQUET = "parquet"
+    XLSX = "xlsx"
 
+
+OUTPUT_FORMATS = (Format.CSV, Format.TSV, Format.JSONL, Format.PARQUET)
 
 _SUFFIXES = {
     ".csv": Format.CSV,
@@ -42,6 +63,8 @@ _SUFFIXES = {
     ".ndjson": Format.JSONL,
     ".parquet": Format.PARQUET,
     ".pq": Format.PARQUET,
+    ".xlsx": Format.XLSX,
+    ".xlsm": Format.XLSX,
 }
 
 
@@ -56,6 +79,10 @@ def detect_format(path: str, explicit: Format | str | None = None) -> Format:
     if path == "-":
         return Format.CSV
     suffix = Path(path).suffix.lower()
+    if suffix == ".xls":
+        raise DataFileError(
+            f"{path} is an old binary Excel file (.xls); save it as .xlsx or CSV first"
+        )
     if suffix not in _SUFFIXES:
         known = ", ".join(sorted(_SUFFIXES))
         raise DataFileError(
@@ -66,13 +93,24 @@ def detect_format(path: str, explicit: Format | str | None = None) -> Format:
 
 @dataclass
 class TableReader:
-    """Yields chunks of records from one table, with the column names known up front."""
+    """Yields chunks of records from one table, with the column names known up front.
+
+    ``kinds`` (JSON Lines) holds the JSON types seen under each key and ``arrow_schema``
+    (Parquet) the input's schema: they type the columns of a Parquet output. ``scanned`` says
+    whether the columns come from every record (False only for JSON Lines read from stdin).
+    """
 
     format: Format
     columns: list[str]
     _records: Iterator[Any]
     _progress: Any = field(default=None, repr=False)
     _close: Any = field(default=None, repr=False)
+    delimiter: str = ","
+    kinds: dict[str, set[str]] | None = None
+    arrow_schema: Any = None
+    scanned: bool = True
+    _hash: _HashingReader | None = field(default=None, repr=False)
+    _escapes: list[bool] = field(default_factory=lambda: [False], repr=False)
 
     def chunks(self, size: int) -> Iterator[list[Any]]:
         """Lists of at most ``size`` records, in file order."""
@@ -91,9 +129,28 @@ class TableReader:
             return record[column] if column < len(record) else None
         return record.get(self.columns[column])
 
+    def lone_surrogate(self, record: Any) -> str | None:
+        r"""The first column of ``record`` holding a lone surrogate (not valid Unicode), if any.
+
+        Only JSON Lines can hold one (a ``\ud800`` escape); records are searched only once the file
+        has shown such an escape, so the common case costs nothing.
+        """
+        if not self._escapes[0] or not isinstance(record, dict):
+            return None
+        for key, value in record.items():
+            if not _encodable(key) or not _encodable(value):
+                return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+        return None
+
     def bytes_read(self) -> int | None:
         """How far into the input file reading has got (None for streams)."""
         return self._progress() if self._progress is not None else None
+
+    def prefix(self) -> tuple[int, str] | None:
+        """Bytes of the input read so far and their SHA-256 (text files only, else None)."""
+        if self._hash is None:
+            return None
+        return self._hash.position, self._hash.sha.copy().hexdigest()
 
     def close(self) -> None:
         """Close the underlying file."""
@@ -101,43 +158,117 @@ class TableReader:
             self._close()
 
 
-def open_reader(path: str, fmt: Format, *, encoding_errors: str = "strict") -> TableReader:
-    """Open ``path`` (``-`` for stdin) for chunked reading."""
+class _HashingReader(io.RawIOBase):
+    """A raw file that keeps the SHA-256 of every byte read from it (for ``--resume``)."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer) or 0
+        if count:
+            self.sha.update(memoryview(buffer)[:count])
+            self.position += count
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_reader(
+    path: str,
+    fmt: Format,
+    *,
+    encoding_errors: str = "strict",
+    delimiter: str | None = None,
+    sheet: str | None = None,
+) -> TableReader:
+    """Open ``path`` (``-`` for stdin) for chunked reading.
+
+    ``delimiter`` applies to CSV (default: ``,``, or ``;`` when the header is separated by
+    semicolons); ``sheet`` to Excel (default: the first sheet).
+    """
+    if delimiter is not None and fmt is not Format.CSV:
+        raise DataFileError(f"--delimiter applies to CSV input, not {fmt.value}")
+    if sheet is not None and fmt is not Format.XLSX:
+        raise DataFileError(f"--sheet applies to Excel (.xlsx) input, not {fmt.value}")
     if fmt is Format.PARQUET:
         return _parquet_reader(path)
+    if fmt is Format.XLSX:
+        return _xlsx_reader(path, sheet)
+    hashing: _HashingReader | None = None
     if path == "-":
         binary: IO[bytes] = sys.stdin.buffer
     else:
-        source = Path(path)
-        if not source.exists():
-            raise DataFileError(f"input file {path} does not exist")
-        if source.is_dir():
-            raise DataFileError(f"input {path} is a folder; pass a file")
-        binary = source.open("rb")
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors=encoding_errors, newline="")
-    progress = binary.tell if path != "-" else None
+        _check_input(path)
+        hashing = _HashingReader(open(path, "rb", buffering=0))  # noqa: SIM115  # closed by reader
+        binary = io.BufferedReader(hashing)
+    # TSV rows end at "\n" only; CSV and JSON Lines split lines as csv and json expect.
+    newline = "\n" if fmt is Format.TSV else ""
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors=encoding_errors, newline=newline)
+    progress = (lambda: hashing.position) if hashing is not None else None
     try:
         if fmt is Format.JSONL:
-            return _jsonl_reader(text, path, progress)
-        return _delimited_reader(text, path, fmt, progress)
+            reader = _jsonl_reader(text, path, progress, encoding_errors)
+        elif fmt is Format.TSV:
+            reader = _tsv_reader(text, path, progress)
+        else:
+            reader = _csv_reader(text, path, progress, delimiter)
     except UnicodeDecodeError:
+        text.close()
         raise _decode_error(path) from None
+    except BaseException:
+        text.close()
+        raise
+    reader._hash = hashing
+    return reader
 
 
-def _delimited_reader(text: IO[str], path: str, fmt: Format, progress: Any) -> TableReader:
-    delimiter = "\t" if fmt is Format.TSV else ","
-    rows = csv.reader(text, delimiter=delimiter, strict=True)
+def _check_input(path: str) -> None:
+    source = Path(path)
+    if not source.exists():
+        raise DataFileError(f"input file {path} does not exist")
+    if source.is_dir():
+        raise DataFileError(f"input {path} is a folder; pass a file")
+
+
+def _sniff_delimiter(line: str) -> str:
+    """``;`` when the header line splits on semicolons and not on commas, else ``,``."""
+    by_comma = next(csv.reader([line]), [])
+    by_semicolon = next(csv.reader([line], delimiter=";"), [])
+    return ";" if len(by_comma) == 1 and len(by_semicolon) > 1 else ","
+
+
+def _csv_reader(text: IO[str], path: str, progress: Any, delimiter: str | None) -> TableReader:
+    first = text.readline()
+    if not first:
+        raise DataFileError(f"{path} is empty: no header row")
+    if delimiter is None:
+        delimiter = _sniff_delimiter(first)
+    rows = csv.reader(itertools.chain([first], text), delimiter=delimiter, strict=True)
     try:
         header = next(rows)
     except StopIteration:
         raise DataFileError(f"{path} is empty: no header row") from None
     except csv.Error as error:
-        raise DataFileError(f"{path}: not readable as {fmt.value.upper()}: {error}") from None
+        raise DataFileError(f"{path}: not readable as CSV: {error}") from None
+    # In a one-column file a blank line is a row whose cell is empty; with several columns a
+    # blank line holds no cells and is no row.
+    blank: list[str] | None = [""] if len(header) == 1 else None
 
     def records() -> Iterator[list[str]]:
         try:
             for row in rows:
-                if not row:  # csv yields [] for a blank line; it is not a data row
+                if not row:
+                    if blank is not None:
+                        yield list(blank)
                     continue
                 if len(row) > len(header):
                     raise DataFileError(
@@ -150,106 +281,343 @@ def _delimited_reader(text: IO[str], path: str, fmt: Format, progress: Any) -> T
         except csv.Error as error:
             raise DataFileError(f"{path}, line {rows.line_num}: {error}") from None
 
-    return TableReader(fmt, header, records(), progress, text.close)
+    return TableReader(Format.CSV, header, records(), progress, text.close, delimiter=delimiter)
 
 
-def _jsonl_reader(text: IO[str], path: str, progress: Any) -> TableReader:
+def _tsv_reader(text: IO[str], path: str, progress: Any) -> TableReader:
+    """Tab-separated values as IANA defines them.
+
+    Tabs separate cells, newlines end rows, and quotes are ordinary characters: a cell cannot
+    hold a tab or a line break.
+    """
     lines = enumerate(text, start=1)
-    buffered: list[dict[str, Any]] = []
-    columns: dict[str, None] = {}
+    first = next(lines, None)
+    if first is None:
+        raise DataFileError(f"{path} is empty: no header row")
+    header = _tsv_cells(first[1])
 
-    def parse(number: int, line: str) -> dict[str, Any] | None:
-        if not line.strip():
-            return None
+    def records() -> Iterator[list[str]]:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataFileError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise DataFileError(
-                f"{path}, line {number}: expected a JSON object, found {type(record).__name__}"
-            )
-        return record
+            for number, line in lines:
+                row = _tsv_cells(line)
+                if row == [""] and len(header) > 1:
+                    continue  # a blank line, no row (see _csv_reader)
+                if len(row) > len(header):
+                    raise DataFileError(
+                        f"{path}, line {number}: {len(row)} cells but the header has {len(header)}"
+                    )
+                yield row
+        except UnicodeDecodeError:
+            raise _decode_error(path) from None
 
-    # Columns are the keys of the first records; look ahead a little to collect them.
-    for number, line in lines:
-        record = parse(number, line)
-        if record is not None:
-            buffered.append(record)
-            columns.update(dict.fromkeys(record))
-            if len(buffered) >= 100:
-                break
+    return TableReader(Format.TSV, header, records(), progress, text.close, delimiter="\t")
+
+
+def _tsv_cells(line: str) -> list[str]:
+    line = line[:-1] if line.endswith("\n") else line
+    line = line[:-1] if line.endswith("\r") else line
+    return line.split("\t")
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+class _JsonFloat(float):
+    """A JSON number with a fraction or exponent, remembering how the file wrote it."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> _JsonFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return record
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+# A \uD800-\uDFFF escape: the only way a JSON string can hold a (possibly lone) surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _parse_json_line(path: str, number: int, line: str) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line, object_pairs_hook=_json_object, parse_float=_JsonFloat)
+    except json.JSONDecodeError as error:
+        raise DataFileError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
+    except _DuplicateKey as error:
+        raise DataFileError(
+            f"{path}, line {number}: the key {error.args[0]!r} appears twice in one object, "
+            "so one value would be lost; rename or remove one of them"
+        ) from None
+    if not isinstance(record, dict):
+        raise DataFileError(
+            f"{path}, line {number}: expected a JSON object, found {type(record).__name__}"
+        )
+    return record
+
+
+def _kind(value: Any) -> str | None:
+    """The JSON type of a value, for planning a Parquet column (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        if -(2**53) <= value <= 2**53:
+            return "int53"
+        return "int64" if -(2**63) <= value < 2**63 else "hugeint"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+def _note(record: dict[str, Any], columns: dict[str, None], kinds: dict[str, set[str]]) -> None:
+    for key, value in record.items():
+        if key not in columns:
+            columns[key] = None
+            kinds[key] = set()
+        kind = _kind(value)
+        if kind is not None:
+            kinds[key].add(kind)
+
+
+def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str) -> TableReader:
+    columns: dict[str, None] = {}
+    kinds: dict[str, set[str]] = {}
+    escapes = [False]
+    buffered: list[dict[str, Any]] = []
+    lines: Iterable[tuple[int, str]] = enumerate(text, start=1)
+    if path != "-":
+        # A first pass over the file finds every key (a column of CSV or Parquet output) and
+        # every error before any scoring starts.
+        with open(path, encoding="utf-8-sig", errors=encoding_errors, newline="") as scan:
+            for number, line in enumerate(scan, start=1):
+                record = _parse_json_line(path, number, line)
+                if record is not None:
+                    _note(record, columns, kinds)
+    else:
+        # stdin can be read once only: the keys are those of the first LOOKAHEAD records, and
+        # a writer that meets a later key refuses to drop it (see TableWriter).
+        iterator = iter(lines)
+        for number, line in iterator:
+            record = _parse_json_line(path, number, line)
+            if record is not None:
+                escapes[0] = escapes[0] or bool(_SURROGATE_ESCAPE.search(line))
+                buffered.append(record)
+                _note(record, columns, kinds)
+                if len(buffered) >= LOOKAHEAD:
+                    break
+        lines = iterator
 
     def records() -> Iterator[dict[str, Any]]:
         yield from buffered
         try:
             for number, line in lines:
-                record = parse(number, line)
+                record = _parse_json_line(path, number, line)
                 if record is not None:
+                    if not escapes[0] and _SURROGATE_ESCAPE.search(line):
+                        escapes[0] = True
                     yield record
         except UnicodeDecodeError:
             raise _decode_error(path) from None
 
-    return TableReader(Format.JSONL, list(columns), records(), progress, text.close)
+    return TableReader(
+        Format.JSONL,
+        list(columns),
+        records(),
+        progress,
+        text.close,
+        kinds=kinds,
+        scanned=path != "-",
+        _escapes=escapes,
+    )
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, (dict, list)):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- Parquet, Excel
 
 
 def _parquet_reader(path: str) -> TableReader:
     pq = _pyarrow_parquet()
     if path == "-":
         raise DataFileError("Parquet cannot be read from stdin; pass a file path")
-    if not Path(path).exists():
-        raise DataFileError(f"input file {path} does not exist")
+    _check_input(path)
     try:
         parquet = pq.ParquetFile(path)
     except Exception as error:
         raise DataFileError(f"{path}: not readable as Parquet ({error})") from None
-    columns = list(parquet.schema_arrow.names)
+    schema = parquet.schema_arrow
+    columns = list(schema.names)
+    twice = sorted({name for name in columns if columns.count(name) > 1})
+    if twice:
+        parquet.close()
+        raise DataFileError(
+            f"{path} has several columns named {', '.join(map(repr, twice))}; rows are read "
+            "by column name, so one of them would be lost: rename them first"
+        )
 
     def records() -> Iterator[dict[str, Any]]:
         for batch in parquet.iter_batches(batch_size=4096):
             yield from batch.to_pylist()
 
-    return TableReader(Format.PARQUET, columns, records(), None, parquet.close)
+    return TableReader(Format.PARQUET, columns, records(), None, parquet.close, arrow_schema=schema)
+
+
+def _xlsx_reader(path: str, sheet: str | None) -> TableReader:
+    if path == "-":
+        raise DataFileError("Excel files cannot be read from stdin; pass a file path")
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataFileError(XLSX_HINT) from None
+    _check_input(path)
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:
+        raise DataFileError(f"{path}: not readable as an Excel workbook ({error})") from None
+    names = list(book.sheetnames)
+    if sheet is not None and sheet not in names:
+        book.close()
+        raise DataFileError(
+            f"{path} has no sheet {sheet!r}; its sheets are {', '.join(map(repr, names))}"
+        )
+    rows = book[sheet if sheet is not None else names[0]].iter_rows(values_only=True)
+    first = next(rows, None)
+    header = _trim([_xlsx_text(v) for v in first]) if first is not None else []
+    if not header:
+        book.close()
+        raise DataFileError(f"{path}, sheet {sheet or names[0]!r} is empty: no header row")
+
+    def records() -> Iterator[list[str]]:
+        empty = 0  # empty rows are kept, except those after the last value (sheet formatting)
+        for number, row in enumerate(rows, start=2):
+            cells = _trim([_xlsx_text(v) for v in row])
+            if not cells:
+                empty += 1
+                continue
+            if len(cells) > len(header):
+                raise DataFileError(
+                    f"{path}, row {number}: a value in column {len(cells)}, beyond the "
+                    f"header's {len(header)} columns; give that column a header"
+                )
+            yield from ([""] * len(header) for _ in range(empty))
+            empty = 0
+            yield cells
+
+    return TableReader(Format.XLSX, header, records(), None, book.close)
+
+
+def _trim(cells: list[str]) -> list[str]:
+    while cells and cells[-1] == "":
+        cells.pop()
+    return cells
+
+
+def _xlsx_text(value: Any) -> str:
+    """A cell as text: numbers as Python writes them, booleans as Excel shows them, ISO dates."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- writing
 
 
 class TableWriter:
-    """Writes records plus added columns; one instance per output file or stream."""
+    r"""Writes records plus added columns; one instance per output file or stream.
+
+    Text is written through a UTF-8 encoder that turns a lone surrogate, which UTF-8 cannot hold,
+    into its escape (``\ud800``); in JSON Lines that is the JSON escape, which reads back to the
+    same string.
+    """
 
     def __init__(
         self,
         handle: IO[bytes],
         fmt: Format,
-        columns: Sequence[str],
+        source: TableReader,
         added: Sequence[str],
         *,
         write_header: bool = True,
+        delimiter: str = ",",
     ) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            known = ", ".join(f.value for f in OUTPUT_FORMATS)
+            raise DataFileError(f"mlmatch writes {known}, not {fmt.value}")
         self.format = fmt
-        self.columns = list(columns)
+        self.source = source
+        self.columns = list(source.columns)
+        self._known = set(self.columns)
         self.added = list(added)
+        if fmt is Format.JSONL and len(self._known) < len(self.columns):
+            twice = next(c for i, c in enumerate(self.columns) if c in self.columns[:i])
+            raise DataFileError(
+                f"the input has several columns named {twice!r}, and a JSON Lines record holds "
+                "one value per name; rename them, or write CSV, TSV or Parquet"
+            )
         self._binary = handle
         self._parquet: Any = None
         self._text: io.TextIOWrapper | None = None
+        self._written = 0
+        # Parquet nulls stay empty cells; JSON null is written as JSON writes it.
+        self._null = "null" if source.format is Format.JSONL else ""
         if fmt is Format.PARQUET:
             return
-        self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
-        if fmt in (Format.CSV, Format.TSV):
-            delimiter = "\t" if fmt is Format.TSV else ","
+        self._text = io.TextIOWrapper(
+            handle, encoding="utf-8", errors="backslashreplace", newline="", write_through=True
+        )
+        if fmt is Format.CSV:
             # CRLF as RFC 4180 says; it also makes the writer quote cells holding a bare \r.
             self._csv = csv.writer(self._text, delimiter=delimiter, lineterminator="\r\n")
-            if write_header:
-                self._csv.writerow([*self.columns, *self.added])
+        if write_header and fmt is not Format.JSONL:
+            self._write_cells([*self.columns, *self.added], None)
 
     def write(self, records: Sequence[Any], added_rows: Sequence[Sequence[Any]]) -> None:
         """Write each record followed by its added values (in ``added`` order)."""
-        if self.format in (Format.CSV, Format.TSV):
-            for record, extra in zip(records, added_rows, strict=True):
-                if isinstance(record, list):
-                    # A short row is padded so mlmatch's columns stay under their header.
-                    cells = record + [""] * (len(self.columns) - len(record))
-                else:
-                    cells = [_cell(record.get(c)) for c in self.columns]
-                self._csv.writerow([*cells, *("" if v is None else v for v in extra)])
+        if self.format is not Format.JSONL:
+            self._refuse_new_keys(records)
+        if self.format is Format.PARQUET:
+            self._write_parquet(records, added_rows)
         elif self.format is Format.JSONL:
             assert self._text is not None
             for record, extra in zip(records, added_rows, strict=True):
@@ -261,27 +629,80 @@ class TableWriter:
                 row.update(zip(self.added, extra, strict=True))
                 self._text.write(_json_line(row))
         else:
-            self._write_parquet(records, added_rows)
+            width = len(self.columns)
+            for record, extra in zip(records, added_rows, strict=True):
+                if isinstance(record, list):
+                    # A short row is padded so mlmatch's columns stay under their header.
+                    cells = record + [""] * (width - len(record))
+                else:
+                    cells = [self._cell(record, c) for c in self.columns]
+                self._write_cells(cells, ["" if v is None else str(v) for v in extra])
+        self._written += len(records)
+
+    def _refuse_new_keys(self, records: Sequence[Any]) -> None:
+        for offset, record in enumerate(records):
+            if isinstance(record, dict) and not record.keys() <= self._known:
+                new = next(k for k in record if k not in self._known)
+                why = (
+                    f"the first {LOOKAHEAD} records read ahead from stdin did not have"
+                    if not self.source.scanned
+                    else "was not in the file when it was scanned (did it change meanwhile?)"
+                )
+                raise DataFileError(
+                    f"record {self._written + offset + 1} has the key {new!r}, which {why}, so "
+                    f"{self.format.value} output has no column for it; score a file instead "
+                    "(mlmatch reads every key of a file first) or write JSON Lines"
+                )
+
+    def _cell(self, record: dict[str, Any], column: str) -> str:
+        if column not in record:
+            return ""
+        value = record[column]
+        if value is None:
+            return self._null
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, _JsonFloat):
+            return value.text
+        if isinstance(value, (dict, list)):
+            return json.dumps(value, ensure_ascii=False)
+        return str(value)
+
+    def _write_cells(self, cells: list[str], ours: list[str] | None) -> None:
+        if self.format is Format.CSV:
+            self._csv.writerow(cells if ours is None else [*cells, *ours])
+            return
+        assert self._text is not None
+        for i, cell in enumerate(cells):
+            if "\t" in cell or "\n" in cell or "\r" in cell:
+                where = f"the header cell {i + 1}" if ours is None else f"row {self._written + 1}"
+                raise DataFileError(
+                    f"{where} holds a tab or line break in column {self.columns[i]!r}, which TSV "
+                    "cannot hold (it has no quoting); write CSV or JSON Lines instead"
+                )
+        # mlmatch's own cells never hold those: an exemplar quoted with a break reads the same.
+        tail = [_TSV_SPACE.sub(" ", v) for v in ours] if ours is not None else []
+        self._text.write("\t".join([*cells, *tail]) + "\n")
 
     def _write_parquet(self, records: Sequence[Any], added_rows: Sequence[Sequence[Any]]) -> None:
         import pyarrow as pa
 
         pq = _pyarrow_parquet()
-        data: dict[str, list[Any]] = {c: [] for c in self.columns}
-        for name in self.added:
-            data[name] = []
-        for record, extra in zip(records, added_rows, strict=True):
-            for i, c in enumerate(self.columns):
-                data[c].append(record.get(c) if isinstance(record, dict) else _at(record, i))
-            for name, value in zip(self.added, extra, strict=True):
-                data[name].append(value)
-        table = pa.Table.from_pydict(data)
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._binary, table.schema)
-        self._parquet.write_table(table.cast(self._parquet.schema))
-
-    def _finish_parquet(self) -> None:
-        self._parquet.close()
+            self._plan = _parquet_plan(self.source, self.added)
+            schema = pa.schema([(name, kind) for name, kind, _ in self._plan])
+            self._parquet = pq.ParquetWriter(self._binary, schema)
+        arrays = []
+        for i, (name, kind, convert) in enumerate(self._plan):
+            if i < len(self.columns):
+                values = [
+                    convert(record.get(name) if isinstance(record, dict) else _at(record, i))
+                    for record in records
+                ]
+            else:
+                values = [convert(extra[i - len(self.columns)]) for extra in added_rows]
+            arrays.append(_arrow_array(pa, values, kind, name, self._written))
+        self._parquet.write_table(pa.Table.from_arrays(arrays, schema=self._parquet.schema))
 
     def flush(self) -> None:
         """Push buffered text to the file."""
@@ -294,25 +715,114 @@ class TableWriter:
         if self.format is Format.PARQUET:
             if self._parquet is None:
                 self._write_parquet([], [])  # nothing written yet: still a valid, empty file
-            self._finish_parquet()
+            self._parquet.close()
         if self._text is not None:
             self._text.flush()
             self._text.detach()
         self._binary.flush()
 
 
+_TSV_SPACE = re.compile(r"[\t\r\n]")
+
+
+def _parquet_plan(source: TableReader, added: Sequence[str]) -> list[tuple[str, Any, Any]]:
+    """Name, Arrow type and value converter of every output column, fixed before writing.
+
+    Parquet input keeps its schema; CSV, TSV and Excel cells are text; a JSON Lines key gets
+    the one type its values share in the whole file (a number type, bool or string), and text
+    holding each value as JSON when they differ. mlmatch's scores are floats, its other columns
+    text. A fixed schema means a chunk of empty cells or a changing type cannot break the file.
+    """
+    import pyarrow as pa
+
+    keep = _identity
+    plan: list[tuple[str, Any, Any]] = []
+    for i, name in enumerate(source.columns):
+        if source.arrow_schema is not None:
+            plan.append((name, source.arrow_schema.field(i).type, keep))
+        elif source.kinds is not None:
+            plan.append((name, *_json_column(pa, source.kinds.get(name, set()))))
+        else:
+            plan.append((name, pa.string(), keep))
+    for name in added:
+        if name == "mlmatch_score" or name.startswith("mlmatch_score_"):
+            plan.append((name, pa.float64(), _score))
+        else:
+            plan.append((name, pa.string(), _text_or_none))
+    return plan
+
+
+def _json_column(pa: Any, kinds: set[str]) -> tuple[Any, Any]:
+    if kinds == {"bool"}:
+        return pa.bool_(), _identity
+    if kinds and kinds <= {"int53", "int64"}:
+        return pa.int64(), _identity
+    if "float" in kinds and kinds <= {"int53", "float"}:
+        return pa.float64(), _identity
+    if kinds <= {"str"}:
+        return pa.string(), _identity
+    return pa.string(), _json_text
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _score(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json_text(value: Any) -> str | None:
+    """A value of a column whose JSON types differ: strings as they are, others as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, _JsonFloat):
+        return value.text
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _arrow_array(pa: Any, values: list[Any], kind: Any, name: str, written: int) -> Any:
+    try:
+        return pa.array(values, type=kind)
+    except UnicodeEncodeError:
+        # A lone surrogate (that row is an error row): written as its escape, as text formats do.
+        return _arrow_array(pa, [_escape_surrogates(v) for v in values], kind, name, written)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+        raise DataFileError(
+            f"column {name!r}, rows {written + 1}-{written + len(values)}: values do not fit the "
+            f"Parquet type {kind} chosen from the records read before ({error}); from stdin "
+            f"only the first {LOOKAHEAD} records are read ahead: score a file instead, or "
+            "write JSON Lines"
+        ) from None
+
+
+def _escape_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_escape_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_escape_surrogates(k): _escape_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def open_writer(
     handle: IO[bytes],
     fmt: Format,
-    columns: Sequence[str],
+    source: TableReader,
     added: Sequence[str],
     *,
     write_header: bool = True,
+    delimiter: str = ",",
 ) -> TableWriter:
-    """A writer for ``fmt`` on an open binary handle."""
+    """A writer for ``fmt`` on an open binary handle, for the records of ``source``."""
     if fmt is Format.PARQUET:
         _pyarrow_parquet()
-    return TableWriter(handle, fmt, columns, added, write_header=write_header)
+    return TableWriter(handle, fmt, source, added, write_header=write_header, delimiter=delimiter)
 
 
 # Characters that str.splitlines() and some editors treat as line breaks, escaped so every
@@ -321,19 +831,13 @@ _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": 
 
 
 def _json_line(row: dict[str, Any]) -> str:
+    # A lone surrogate is written by the handle's backslashreplace as \udXXX, inside a string:
+    # the JSON escape, which reads back to the same string.
     return json.dumps(row, ensure_ascii=False, default=str).translate(_LINE_BREAKS) + "\n"
 
 
 def _at(record: list[Any], index: int) -> Any:
     return record[index] if index < len(record) else None
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def _pyarrow_parquet() -> Any:

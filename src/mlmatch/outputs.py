@@ -1,0 +1,233 @@
+"""Where a scoring run writes, so that no run loses or corrupts a file that was there before.
+
+* The output is never the input (same path, or the same file reached another way).
+* An existing output is replaced only when asked (``overwrite=True``, ``--overwrite``).
+* One run at a time writes an output: a lock file beside it is held with ``flock`` for the whole
+  run, and a second run is refused with a message naming the first.
+* A regular output is written into a temporary file created exclusively (``O_EXCL``, so never
+  through a symbolic link planted at its name) with a unique name in the output's folder, and
+  renamed into place only when complete.
+* A device or FIFO (``-o /dev/null``, a named pipe) is written straight through: renaming a file
+  over it would replace the device with that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import os
+import secrets
+import socket
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlmatch.errors import DataFileError
+
+__all__ = ["Destination", "check_destination", "create_exclusive", "lock_output", "place"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A checked output: stdout (``path`` None), a device or FIFO (``direct``), or a file.
+
+    ``path`` has symbolic links resolved; ``name`` is the output as the user wrote it.
+    """
+
+    path: Path | None
+    direct: bool
+    name: str
+
+
+def check_destination(
+    output_path: str, input_path: str, *, overwrite: bool, resume: bool
+) -> Destination:
+    """Check ``output_path`` before any work; see the module docstring for the rules."""
+    if output_path == "-":
+        if resume:
+            raise DataFileError("--resume needs an output file, not stdout")
+        return Destination(None, direct=True, name="<stdout>")
+    # A symbolic link is followed: its target is the file written, as a shell's `>` does.
+    target = Path(os.path.realpath(output_path))
+    try:
+        found: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        found = None
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise DataFileError(f"output {output_path} is a folder; pass a file path")
+    if not target.parent.is_dir():
+        raise DataFileError(
+            f"output folder {Path(output_path).parent} does not exist; create it or choose "
+            "another path"
+        )
+    source = _input_stat(input_path)
+    if found is not None and source is not None and os.path.samestat(found, source):
+        raise DataFileError(
+            f"output {output_path} is the input file; mlmatch never writes over its input, so "
+            "choose another output path"
+        )
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        if resume:
+            raise DataFileError(f"--resume needs a regular output file; {output_path} is not one")
+        return Destination(target, direct=True, name=output_path)
+    if found is not None and not overwrite:
+        raise DataFileError(
+            f"output {output_path} already exists; pass --overwrite to replace it, or choose "
+            "another path"
+        )
+    return Destination(target, direct=False, name=output_path)
+
+
+def _input_stat(input_path: str) -> os.stat_result | None:
+    try:
+        if input_path == "-":
+            return os.fstat(sys.stdin.fileno())
+        return os.stat(input_path)
+    except (OSError, ValueError, AttributeError):
+        return None  # no input file (an error reported later), or a stdin without a descriptor
+
+
+def create_exclusive(target: Path, suffix: str) -> tuple[int, Path]:
+    """A new file beside ``target`` with a unique hidden name; its descriptor and path.
+
+    ``O_EXCL`` makes creation fail rather than open anything already at the name, a symbolic
+    link included. The mode is the usual one for new files (0666 less the umask).
+    """
+    for _ in range(100):
+        path = target.with_name(f".{target.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+            return os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666), path
+        except FileExistsError:
+            continue
+    raise DataFileError(f"could not create a temporary file beside {target}")
+
+
+def open_existing(path: Path) -> int:
+    """Open a temporary file of an earlier run for reading and writing, never through a link."""
+    try:
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        raise DataFileError(f"cannot resume: cannot open {path} ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataFileError(f"cannot resume: {path} is not a regular file")
+    return fd
+
+
+def place(temporary: Path, target: Path, *, overwrite: bool) -> None:
+    """Rename the finished ``temporary`` to ``target``; without ``overwrite``, never replace.
+
+    A file that appeared at ``target`` during the run (another program's) is left alone and the
+    result stays in ``temporary``, which the error names.
+    """
+    if overwrite:
+        os.replace(temporary, target)
+    else:
+        try:
+            os.link(temporary, target)  # fails if the target exists: no check-then-replace race
+        except FileExistsError:
+            raise DataFileError(
+                f"output {target} was created by something else during the run and is left as "
+                f"it is; the scored rows are in {temporary}"
+            ) from None
+        except OSError:  # a file system without hard links
+            if target.exists():
+                raise DataFileError(
+                    f"output {target} was created by something else during the run and is left "
+                    f"as it is; the scored rows are in {temporary}"
+                ) from None
+            os.replace(temporary, target)
+        else:
+            temporary.unlink()
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable (best effort: not every system can open a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | _CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def lock_output(target: Path) -> Iterator[None]:
+    """Hold the lock of ``target`` (``.NAME.lock`` beside it) for the ``with`` block.
+
+    A second run for the same output fails at once with a DataFileError naming the run that
+    holds the lock. The lock file is removed when the block ends.
+    """
+    path = target.with_name(f".{target.name}.lock")
+    fd = _acquire(path, target)
+    try:
+        note = (
+            f"pid {os.getpid()} on {socket.gethostname()}, started "
+            f"{datetime.datetime.now().isoformat(sep=' ', timespec='seconds')}"
+        )
+        os.ftruncate(fd, 0)
+        os.write(fd, note.encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)  # closing releases the lock
+
+
+def _acquire(path: Path, target: Path) -> int:
+    for _ in range(10):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise DataFileError(
+                    f"lock file {path} is a symbolic link; remove it and run again"
+                ) from None
+            raise DataFileError(f"cannot create the lock file {path} ({error.strerror})") from None
+        try:
+            if not _try_lock(fd):
+                os.lseek(fd, 0, os.SEEK_SET)
+                holder = os.read(fd, 500).decode("utf-8", "replace").strip()
+                raise DataFileError(
+                    f"another mlmatch run ({holder or 'unknown'}) is writing {target}; wait for "
+                    "it to finish, or choose another output"
+                )
+            # The holder before us may have removed the file after we opened it: then this lock
+            # is on a file nobody else sees; take the one now at the path instead.
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(current, os.fstat(fd)):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise DataFileError(f"could not take the lock {path}; try again")
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
