@@ -110,3 +110,103 @@ def test_unwritable_cache_still_classifies(tiny_dir: Path, tmp_path: Path):
     blocker.write_text("x")
     matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), cache_dir=blocker / "sub")
     assert matcher.classify("robot arm grasping").label == "robots"
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+
+def _unwritable(kind: str, tmp_path: Path, monkeypatch) -> Path:
+    if kind == "a file":
+        folder = tmp_path / "cache-file"
+        folder.write_text("not a folder")
+        return folder
+    if kind == "a dangling link":
+        folder = tmp_path / "cache-link"
+        folder.symlink_to(tmp_path / "nowhere" / "at-all")
+        return folder
+    # Read-only: root ignores permission bits, so the refusal is simulated where it happens.
+    import mlmatch.cache
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mlmatch.cache.tempfile, "mkstemp", refuse)
+    return tmp_path / "read-only"
+
+
+@pytest.mark.parametrize("kind", ["a file", "a dangling link", "read-only"])
+def test_unwritable_cache_warns_once_and_works_in_memory(
+    tiny_dir: Path, tmp_path: Path, monkeypatch, caplog, kind: str
+):
+    folder = _unwritable(kind, tmp_path, monkeypatch)
+    with caplog.at_level("WARNING", logger="mlmatch"):
+        matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), cache_dir=folder)
+    assert matcher.classify("robot arm grasping").label == "robots"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "cannot be written" in warnings[0].getMessage()
+    assert "working in memory" in warnings[0].getMessage()
+
+
+class _StubSession:
+    """Stands in for OnnxEncoder: records the folder, and checks the files are there."""
+
+    made: list[Path] = []  # noqa: RUF012
+
+    def __init__(self, folder: Path, model_id: str, *, threads=None) -> None:
+        assert (folder / "model.onnx").read_bytes().startswith(b"onnx")
+        self.folder = folder
+        _StubSession.made.append(folder)
+
+
+def _fake_export(calls: list[Path]):
+    from mlmatch import onnx_backend
+
+    def export(model_path: str, folder: Path) -> None:
+        calls.append(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.onnx").write_bytes(b"onnx" + bytes(range(200)))
+        (folder / "tokenizer.json").write_text('{"model": {}}')
+        onnx_backend._write_manifest(folder, {"format": onnx_backend._FORMAT})
+
+    return export
+
+
+def test_onnx_artifacts_are_checked_by_sha256_not_by_size(tmp_path, monkeypatch, caplog):
+    from mlmatch import onnx_backend
+
+    calls: list[Path] = []
+    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    monkeypatch.setattr(onnx_backend, "OnnxEncoder", _StubSession)
+    cache = tmp_path / "cache"
+    first = onnx_backend.load_onnx_encoder(None, cache)
+    assert len(calls) == 1
+    onnx_backend.load_onnx_encoder(None, cache)
+    assert len(calls) == 1  # a sound export is reused
+    model = first.folder / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF  # same size, other content
+    model.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="mlmatch"):
+        onnx_backend.load_onnx_encoder(None, cache)
+    assert len(calls) == 2  # exported again instead of trusting the file
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "checksum mismatch for model.onnx" in warnings[0]
+    assert onnx_backend._damage(first.folder) is None
+
+
+def test_onnx_export_into_an_unwritable_cache_is_not_fatal(tmp_path, monkeypatch, caplog):
+    from mlmatch import onnx_backend
+
+    calls: list[Path] = []
+    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    monkeypatch.setattr(onnx_backend, "OnnxEncoder", _StubSession)
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("not a folder")
+    with caplog.at_level("WARNING", logger="mlmatch"):
+        encoder = onnx_backend.load_onnx_encoder(None, blocker)
+    assert len(calls) == 1 and blocker.read_text() == "not a folder"
+    assert not encoder.folder.exists()  # a scratch folder, gone once the model was read
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cannot be written" in warnings[0]

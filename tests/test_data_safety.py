@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -239,17 +240,20 @@ def test_a_fifo_output_is_written_through_not_replaced(runner, tmp_path: Path):
 def test_a_device_output_is_written_without_overwrite_or_rename(fake_matcher, tmp_path: Path):
     source = tmp_path / "in.csv"
     source.write_text("text\nrobot arm\n")
-    before = os.stat(os.devnull)
-    summary = score_file(fake_matcher, str(source), os.devnull, ["text"], output_format="csv")
+    # A private null device: a regression must not replace the machine's own /dev/null.
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        pytest.skip("creating a device node needs root")
+    before = os.stat(device)
+    summary = score_file(fake_matcher, str(source), str(device), ["text"], output_format="csv")
     assert summary.rows == 1
-    after = os.stat(os.devnull)
-    assert (after.st_ino, after.st_rdev, after.st_mode) == (
-        before.st_ino,
-        before.st_rdev,
-        before.st_mode,
-    )
+    after = os.stat(device)
+    assert stat.S_ISCHR(after.st_mode)
+    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
     with pytest.raises(DataFileError, match="--resume needs a regular output file"):
-        score_file(fake_matcher, str(source), os.devnull, ["text"], resume=True)
+        score_file(fake_matcher, str(source), str(device), ["text"], resume=True)
 
 
 # ----------------------------------------------------------------------------- 4. formats
@@ -520,13 +524,13 @@ def test_a_stdin_run_keeps_no_checkpoint(runner, tmp_path: Path, monkeypatch):
 def test_resume_refuses_a_same_size_edit_with_the_old_mtime(runner, tmp_path, monkeypatch):
     source = tmp_path / "in.csv"
     source.write_text("text\n" + "robot arm\n" * 12)
-    stat = source.stat()
+    before = source.stat()
     out = tmp_path / "out.csv"
     args = [source, "-o", out, "-t", "text", "--chunk-size", "4", "-q"]
     _interrupt_on_call(monkeypatch, 2)
     assert score(runner, *args).exit_code == 130
     source.write_text("text\n" + "robot arn\n" * 12)  # same size, other content
-    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     monkeypatch.setattr(mlmatch.batch, "score_records", mlmatch.batch.score_records)
     result = score(runner, *args, "--resume")
     assert result.exit_code == 2

@@ -4,6 +4,10 @@ Entries are ``.npz`` files read with ``allow_pickle=False``. Each holds its arra
 digest of their bytes; an entry whose digest, shapes or dtypes do not check out (a truncated or
 corrupted file) is ignored and rebuilt, never trusted. Writes go to a temporary file that is
 renamed into place, so concurrent processes never read a half-written entry.
+
+A cache folder that cannot be written (read-only, a file, a dangling link) is never fatal: one
+warning says so, and the process works in memory. The model backends record a SHA-256 of every
+artifact file they cache (:func:`file_digests`) and check it on load (:func:`check_digests`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,20 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CACHE_ENV", "EmbeddingCache", "cache_key", "default_cache_dir"]
+__all__ = [
+    "CACHE_ENV",
+    "EmbeddingCache",
+    "cache_key",
+    "check_digests",
+    "default_cache_dir",
+    "file_digests",
+    "warn_unwritable",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +55,51 @@ def cache_key(*parts: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def warn_unwritable(folder: Path, error: OSError) -> None:
+    """Say once per process and folder that the cache cannot be written (later: debug only)."""
+    key = str(folder)
+    if key in _UNWRITABLE:
+        logger.debug("cache folder %s is still not writable (%s)", folder, error)
+        return
+    _UNWRITABLE.add(key)
+    logger.warning(
+        "cache folder %s cannot be written (%s); working in memory, so the next start computes "
+        "this again (set %s to a writable folder)",
+        folder,
+        error.strerror or error,
+        CACHE_ENV,
+    )
+
+
+_UNWRITABLE: set[str] = set()
+
+
+def file_digests(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """The SHA-256 of each named file in ``folder``, to record when an artifact is written."""
+    return {name: _file_sha256(folder / name) for name in names}
+
+
+def check_digests(folder: Path, digests: object) -> str | None:
+    """Why the files in ``folder`` do not match their recorded ``digests``; None when they do."""
+    if not isinstance(digests, dict) or not digests:
+        return "no checksums recorded"
+    for name, expected in digests.items():
+        path = folder / str(name)
+        if "/" in str(name) or not path.is_file():
+            return f"{name} is missing"
+        if _file_sha256(path) != expected:
+            return f"checksum mismatch for {name}"
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _digest(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -57,6 +114,7 @@ class EmbeddingCache:
 
     def __init__(self, directory: str | Path | None) -> None:
         self.directory = Path(directory).expanduser() if directory is not None else None
+        self._writable = True
 
     def path(self, key: str) -> Path | None:
         """Where the entry for ``key`` lives (None when caching is disabled)."""
@@ -79,9 +137,9 @@ class EmbeddingCache:
         return arrays
 
     def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
-        """Store arrays under ``key`` atomically; failure to write only logs a warning."""
+        """Store arrays under ``key`` atomically; failure to write only logs a warning, once."""
         path = self.path(key)
-        if path is None:
+        if path is None or not self._writable:
             return
         payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         payload[_DIGEST] = _digest(payload)
@@ -97,4 +155,5 @@ class EmbeddingCache:
                 raise
         except OSError as error:
             # A read-only or full disk must not stop classification; the next start re-embeds.
-            logger.warning("could not write cache entry %s (%s)", path, error)
+            self._writable = False
+            warn_unwritable(path.parent, error)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlmatch.cache import check_digests, file_digests, warn_unwritable
 from mlmatch.encoders import WINDOW_OVERLAP, available_cores, token_windows
 from mlmatch.errors import ModelLoadError
 
@@ -36,7 +37,9 @@ __all__ = ["OnnxEncoder", "export_onnx", "load_onnx_encoder"]
 logger = logging.getLogger(__name__)
 
 _MANIFEST = "mlmatch-onnx.json"
-_FORMAT = 2
+# 3: the manifest records a SHA-256 of each artifact (format 2 folders are exported again).
+_FORMAT = 3
+_ARTIFACTS = ("model.onnx", "tokenizer.json")
 
 
 class OnnxEncoder:
@@ -147,22 +150,47 @@ def load_onnx_encoder(
             "the onnx backend needs onnxruntime: pip install onnxruntime"
         ) from error
     path, base_id = _resolve(model, adapter, cache_dir)
+    model_id = f"{base_id}|onnx-int8"
     folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
-    if not _complete(folder):
-        export_onnx(path, folder)
-    return OnnxEncoder(folder, f"{base_id}|onnx-int8", threads=threads)
+    damage = _damage(folder)
+    if damage is None:
+        return OnnxEncoder(folder, model_id, threads=threads)
+    if folder.exists():
+        logger.warning("ignoring the ONNX export in %s (%s); exporting it again", folder, damage)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(dir=folder.parent, prefix=".probe-"))
+    except OSError as error:
+        # An unwritable cache is never fatal: export into a scratch folder, which can go once
+        # the session has read the model.
+        warn_unwritable(cache_dir, error)
+        with tempfile.TemporaryDirectory(prefix="mlmatch-onnx-") as scratch:
+            export_onnx(path, Path(scratch) / "model")
+            return OnnxEncoder(Path(scratch) / "model", model_id, threads=threads)
+    export_onnx(path, folder)
+    return OnnxEncoder(folder, model_id, threads=threads)
 
 
-def _complete(folder: Path) -> bool:
+def _damage(folder: Path) -> str | None:
+    """Why the export in ``folder`` cannot be used (missing, old, damaged); None if it can."""
     try:
         manifest = json.loads((folder / _MANIFEST).read_text())
-        return bool(
-            manifest.get("format") == _FORMAT
-            and (folder / "model.onnx").stat().st_size == manifest["bytes"]
-            and (folder / "tokenizer.json").is_file()
-        )
-    except (OSError, ValueError, KeyError):
-        return False
+    except FileNotFoundError:
+        return "not exported yet"
+    except (OSError, ValueError) as error:
+        return f"unreadable manifest: {error}"
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        return f"not a format-{_FORMAT} export"
+    try:
+        return check_digests(folder, manifest.get("sha256"))
+    except OSError as error:
+        return f"unreadable: {error}"
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, with the SHA-256 of each artifact (checked at every load), written last."""
+    manifest = {**manifest, "sha256": file_digests(folder, _ARTIFACTS)}
+    (folder / _MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
 def export_onnx(model_path: str, folder: Path) -> None:
@@ -226,7 +254,7 @@ def export_onnx(model_path: str, folder: Path) -> None:
             "dimension": int(transformer.config.hidden_size),
             "bytes": (work / "model.onnx").stat().st_size,
         }
-        (work / _MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _write_manifest(work, manifest)
         if folder.exists():
             shutil.rmtree(folder)  # an incomplete earlier export
         os.replace(work, folder)
