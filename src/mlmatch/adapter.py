@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter.safetensors"
 ADAPTER_MANIFEST = "adapter.json"
+# A linear layer inside transformer block N ("...encoder.layer.N.attention.self.query").
+_BLOCK = re.compile(r"\.encoder\.layer\.(\d+)\.")
 # Bumped when the layout of a merged-model folder changes.
 _MERGED_FORMAT = "1"
 
@@ -152,13 +155,26 @@ def load_sentence_model(path: str) -> Any:
         ) from error
 
 
-def adapted_layers(model: Any) -> Iterator[tuple[str, Any]]:
-    """The linear layers an adapter updates: attention and feed-forward of every block."""
+def adapted_layers(model: Any, blocks: int | None = None) -> Iterator[tuple[str, Any]]:
+    """The linear layers an adapter may update (attention and feed-forward of every block).
+
+    ``blocks`` keeps only the last that many transformer blocks.
+    """
     import torch
 
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".encoder.layer." in f".{name}":
-            yield name, module
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and _BLOCK.search(name)
+    ]
+    depth = 1 + max((_block(name) for name, _ in found), default=-1)
+    first = 0 if blocks is None else depth - blocks
+    return iter([(name, module) for name, module in found if _block(name) >= first])
+
+
+def _block(name: str) -> int:
+    match = _BLOCK.search(name)
+    return int(match.group(1)) if match else -1
 
 
 def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
@@ -166,15 +182,20 @@ def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
     import torch
 
     layers = dict(adapted_layers(model))
-    expected = {f"{name}.{part}" for name in layers for part in ("A", "B")}
-    if set(weights) != expected:
-        missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
+    names = {key.rpartition(".")[0] for key in weights}
+    broken = sorted(
+        name
+        for name in names
+        if name not in layers or f"{name}.A" not in weights or f"{name}.B" not in weights
+    )
+    if broken or not names:
         raise ModelLoadError(
-            f"the adapter does not fit this model (missing {missing}, unexpected {extra}); "
+            f"the adapter does not fit this model (layers {broken[:3] or 'none'}); "
             "tune it again for this model"
         )
     with torch.no_grad():
-        for name, layer in layers.items():
+        for name in names:
+            layer = layers[name]
             a = torch.from_numpy(weights[f"{name}.A"])
             b = torch.from_numpy(weights[f"{name}.B"])
             layer.weight += scale * (b @ a).to(layer.weight.dtype)

@@ -273,9 +273,11 @@ def _pooling(source: Path) -> tuple[str, int]:
     if not pooling_config.is_file():
         return "mean", max_length
     settings: dict[str, Any] = json.loads(pooling_config.read_text())
-    if settings.get("pooling_mode_mean_tokens"):
+    # sentence-transformers 6 writes one "pooling_mode"; older versions one flag per mode.
+    mode = settings.get("pooling_mode")
+    if mode == "mean" or settings.get("pooling_mode_mean_tokens"):
         return "mean", max_length
-    if settings.get("pooling_mode_cls_token"):
+    if mode == "cls" or settings.get("pooling_mode_cls_token"):
         return "cls", max_length
     raise ModelLoadError(f"{source}: the onnx backend supports mean or CLS pooling only")
 

@@ -51,6 +51,7 @@ class TuneSettings:
 
     epochs: int = 1
     rank: int = 8
+    layers: int = 6
     alpha: float = 16.0
     learning_rate: float = 5e-4
     batch_size: int = 32
@@ -127,10 +128,10 @@ def tune(
     base = load_sentence_model(base_path)
     tuned = load_sentence_model(base_path)
     weights = _train(tuned, exemplars.subset(keep), settings, progress, "tuning")
-    for name, (texts, labels) in _measurements(exemplars, held, dev, settings).items():
-        before = _top1(base, exemplars.subset(keep), texts, labels)
-        after = _top1(tuned, exemplars.subset(keep), texts, labels)
-        report.rows.append((name, before, after))
+    measurements = _measurements(exemplars, held, dev, settings)
+    before = _top1(base, exemplars.subset(keep), measurements)
+    after = _top1(tuned, exemplars.subset(keep), measurements)
+    report.rows = [(name, before[name], after[name]) for name in measurements]
     if report.wins and save:
         report.path = _save(target, weights, base_id, exemplars, settings)
         report.kept = True
@@ -181,13 +182,14 @@ def _measurements(
     return result
 
 
-def _top1(model: Any, exemplars: ExemplarSet, texts: list[str], labels: list[str]) -> float:
+def _top1(
+    model: Any, exemplars: ExemplarSet, measurements: dict[str, tuple[list[str], list[str]]]
+) -> dict[str, float]:
     """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder."""
     from mlmatch.encoders import SentenceTransformerEncoder
     from mlmatch.matcher import Matcher
 
-    fingerprint = hashlib.sha256(str(id(model)).encode()).hexdigest()[:8]
-    encoder = SentenceTransformerEncoder(model, f"tuning-{fingerprint}")
+    encoder = SentenceTransformerEncoder(model, f"tuning-{id(model)}")
     matcher = Matcher(
         exemplars=exemplars,
         encoder=encoder,
@@ -195,8 +197,11 @@ def _top1(model: Any, exemplars: ExemplarSet, texts: list[str], labels: list[str
         use_cache=False,
         check_language=False,
     )
-    predicted = [r.label or NONE_LABEL for r in matcher.classify_many(texts)]
-    return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+    scores = {}
+    for name, (texts, labels) in measurements.items():
+        predicted = [r.label or NONE_LABEL for r in matcher.classify_many(texts, top=1)]
+        scores[name] = float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+    return scores
 
 
 def _train(
@@ -301,7 +306,7 @@ def _attach(model: Any, settings: TuneSettings) -> dict[str, Any]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     layers: dict[str, Any] = {}
-    for name, linear in list(adapted_layers(model)):
+    for name, linear in list(adapted_layers(model, settings.layers)):
         parent_name, _, attribute = name.rpartition(".")
         wrapper = LowRank(linear)
         setattr(model.get_submodule(parent_name), attribute, wrapper)

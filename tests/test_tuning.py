@@ -1,0 +1,185 @@
+"""mlmatch tune and adapters, on a tiny randomly initialised sentence model built by the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY, write_exemplar_dir
+
+from mlmatch import Matcher, load_exemplars
+from mlmatch.adapter import ADAPTER_FILE, ADAPTER_MANIFEST, find_adapter
+from mlmatch.errors import ModelLoadError
+from mlmatch.tuning import TuneSettings, _save, _train, tune
+
+pytestmark = pytest.mark.slow
+
+CONTEXT_YAML = """\
+before:
+  - Hello there, hope your week is going well.
+  - I lead a small team at a family business.
+  - Good morning from the north office.
+after:
+  - Thanks in advance.
+  - Happy to talk on Thursday.
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer BERT with random weights and the bundled model's tokenizer."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mlmatch.encoders import _resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(_resolve(None)[0])
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    raw = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(raw)
+    tokenizer.save_pretrained(raw)
+    folder = tmp_path_factory.mktemp("tiny-st")
+    try:  # sentence-transformers 6 moved the modules
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
+    modules = [Transformer(str(raw), max_seq_length=64), Pooling(32, "mean")]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    return folder
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    categories = {
+        **TINY,
+        "forecasting": (
+            "little-progress",
+            [
+                *TINY["forecasting"][1],
+                "how many visitors will come next week",
+                "predict tomorrow's sales",
+            ],
+        ),
+    }
+    path = write_exemplar_dir(tmp_path / "exemplars", categories)
+    (path / "context.yaml").write_text(CONTEXT_YAML, encoding="utf-8")
+    return path
+
+
+SMALL = TuneSettings(epochs=3, batch_size=8, rank=2, holdout=0.3, seed=1)
+
+
+def test_tune_reports_before_and_after_and_keeps_only_a_winner(folder: Path, tiny_model: Path):
+    report = tune(folder, model=tiny_model, settings=SMALL)
+    names = [name for name, _, _ in report.rows]
+    assert names[0].startswith("held-out exemplars (")
+    assert names[1].startswith("held-out exemplars in context (")
+    assert report.kept == report.wins
+    assert (folder / ADAPTER_FILE).exists() == report.kept
+    assert "| measured on | base model | tuned | change |" in report.table()
+
+
+def test_tune_is_seeded(folder: Path, tiny_model: Path):
+    first = tune(folder, model=tiny_model, settings=SMALL, save=False)
+    second = tune(folder, model=tiny_model, settings=SMALL, save=False)
+    assert first.rows == second.rows
+
+
+def test_tune_needs_a_context_pool(tmp_path: Path, tiny_model: Path):
+    plain = write_exemplar_dir(tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"no context\.yaml"):
+        tune(plain, model=tiny_model, settings=SMALL)
+
+
+@pytest.fixture
+def saved_adapter(folder: Path, tiny_model: Path) -> Path:
+    """An adapter trained on the folder and saved whether or not it wins."""
+    from mlmatch.adapter import load_sentence_model
+    from mlmatch.encoders import _resolve
+
+    exemplars = load_exemplars(folder)
+    model = load_sentence_model(str(tiny_model))
+    weights = _train(model, exemplars, SMALL, None, "test")
+    _save(folder, weights, _resolve(tiny_model)[1], exemplars, SMALL)
+    return folder
+
+
+def test_adapter_file_is_small_float16_with_a_checked_manifest(saved_adapter: Path):
+    from safetensors.numpy import load_file
+
+    adapter = find_adapter(saved_adapter)
+    assert adapter is not None
+    assert not adapter.is_stale(load_exemplars(saved_adapter).content_hash)
+    arrays = load_file(str(saved_adapter / ADAPTER_FILE))
+    assert {a.dtype for a in arrays.values()} == {np.dtype("float16")}
+    # 2 blocks x 6 linear layers, an A and a B each.
+    assert len(arrays) == 24
+    assert adapter.rank == SMALL.rank and adapter.scale == SMALL.scale
+
+
+def test_matcher_applies_the_adapter_and_keys_caches_by_it(
+    saved_adapter: Path, tiny_model: Path, tmp_path: Path
+):
+    cache = tmp_path / "cache"
+    tuned = Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=cache)
+    plain = Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=cache, adapter=False)
+    adapter = find_adapter(saved_adapter)
+    assert adapter is not None
+    assert tuned.encoder.model_id == f"{plain.encoder.model_id}+{adapter.tag}"
+    text = ["forecast next month sales demand"]
+    assert not np.allclose(tuned.encoder.encode(text), plain.encoder.encode(text))
+    # The merged model equals the base model with the low-rank update applied in training.
+    assert (cache / "tuned").is_dir()
+
+
+def test_onnx_export_starts_from_the_tuned_model(saved_adapter: Path, tiny_model: Path, tmp_path):
+    cache = tmp_path / "cache"
+    torch_tuned = Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=cache)
+    onnx_tuned = Matcher(tiny_model, saved_adapter, backend="onnx", cache_dir=cache)
+    onnx_plain = Matcher(tiny_model, saved_adapter, backend="onnx", cache_dir=cache, adapter=False)
+    text = ["robot arm grasping boxes warehouse"]
+    reference = torch_tuned.encoder.encode(text)
+    assert float((onnx_tuned.encoder.encode(text) @ reference.T)[0, 0]) > 0.99
+    assert onnx_tuned.encoder.model_id != onnx_plain.encoder.model_id
+
+
+def test_stale_adapter_warns(saved_adapter: Path, tiny_model: Path, tmp_path: Path, caplog):
+    robots = saved_adapter / "robots.yaml"
+    robots.write_text(robots.read_text() + "  - robot vacuum maps the flat\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=tmp_path / "c")
+    assert "tuned on other exemplars; run `mlmatch tune" in caplog.text
+
+
+def test_tampered_adapter_is_refused(saved_adapter: Path, tiny_model: Path, tmp_path: Path):
+    weights = saved_adapter / ADAPTER_FILE
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ModelLoadError, match="does not match the SHA-256"):
+        Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=tmp_path / "c")
+
+
+def test_adapter_for_another_model_is_ignored(saved_adapter: Path, tmp_path: Path, caplog):
+    manifest = saved_adapter / ADAPTER_MANIFEST
+    data = json.loads(manifest.read_text())
+    data["base_model"] = "some/other-model"
+    manifest.write_text(json.dumps(data))
+    adapter = find_adapter(saved_adapter)
+    from mlmatch.encoders import _resolve
+
+    with caplog.at_level("WARNING"):
+        _, model_id = _resolve(None, adapter, tmp_path)
+    assert "adapter" not in model_id
+    assert "it was tuned for some/other-model" in caplog.text
