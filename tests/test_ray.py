@@ -267,3 +267,54 @@ def test_cli_engine_ray_writes_csv_and_json_lines_shards(cluster, dev_set, tmp_p
     assert sorted(int(row["id"]) for row in rows) == list(range(60))
     assert {row["mlmatch_error"] for row in rows if int(row["id"]) % 50 == 0} != {""}
     assert all(row["mlmatch_label"] for row in rows if int(row["id"]) % 50)
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+
+def test_ray_output_folder_needs_overwrite_and_is_never_the_input(tmp_path: Path):
+    source = tmp_path / "parts"
+    source.mkdir()
+    (source / "a.csv").write_text("text\nrobot arm\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "old.parquet").write_text("old")
+    with pytest.raises(DataFileError, match=r"already exists; .* pass --overwrite"):
+        mlmatch_ray._output_folders(str(taken), str(source), overwrite=False)
+    target, work = mlmatch_ray._output_folders(str(taken), str(source), overwrite=True)
+    assert (taken / "old.parquet").exists()  # nothing is removed before the new output is done
+    for output in (source, source / "a.csv", tmp_path):
+        with pytest.raises(DataFileError, match="is or holds the input"):
+            mlmatch_ray._output_folders(str(output), str(source / "a.csv"), overwrite=True)
+    Path(work).mkdir()
+    (Path(work) / "new.parquet").write_text("new")
+    mlmatch_ray._replace_folder(Path(work), Path(target))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in taken.iterdir()] == ["new.parquet"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_cli_engine_ray_overwrite_semicolons_and_blank_rows(cluster, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id;text\n1;robot arm grasping boxes\n2;forecast weekly sales demand\n")
+    out = tmp_path / "scored"
+    out.mkdir()
+    (out / "old.parquet").write_text("old")
+    command = ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray", "-q"]
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 2
+    assert "pass --overwrite" in refused.stderr
+    result = CliRunner().invoke(main, [*command, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "old.parquet").exists()
+    scored = pq.read_table(out).to_pandas().sort_values("id")
+    assert list(scored["text"]) == ["robot arm grasping boxes", "forecast weekly sales demand"]
+    one = tmp_path / "one.csv"
+    one.write_text("text\nrobot arm grasping boxes\n\nforecast weekly sales demand\n")
+    blank = tmp_path / "blank"
+    result = CliRunner().invoke(
+        main, ["score", str(one), "-o", str(blank), "-t", "text", "--engine", "ray", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(blank).num_rows == 3  # the blank line is a row, as the local engine has it

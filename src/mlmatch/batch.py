@@ -35,15 +35,8 @@ from mlmatch.outputs import (
     open_existing,
     place,
 )
-from mlmatch.tables import (
-    OUTPUT_FORMATS,
-    Format,
-    TableReader,
-    TableWriter,
-    detect_format,
-    open_reader,
-    open_writer,
-)
+from mlmatch.tables import OUTPUT_FORMATS, Format, TableReader, detect_format, open_reader
+from mlmatch.writers import TableWriter, open_writer
 
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
