@@ -14,10 +14,7 @@ as a formula.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,9 +28,13 @@ from mlmatch.outputs import (
     Destination,
     check_destination,
     create_exclusive,
+    discard_checkpoint,
+    file_sha256,
+    load_checkpoint,
     lock_output,
     open_existing,
     place,
+    save_checkpoint,
 )
 from mlmatch.tables import OUTPUT_FORMATS, Format, TableReader, detect_format, open_reader
 from mlmatch.writers import TableWriter, open_writer
@@ -464,15 +465,15 @@ class _Run:
         # content is identified by the SHA-256 of the bytes read (text) or of the whole file.
         resumable = fmt is not Format.PARQUET and identity is not None
         if identity is not None and resumable and self.reader.prefix() is None:
-            identity["input_sha256"] = _file_sha256(identity["input"])
+            identity["input_sha256"] = file_sha256(identity["input"])
         if resume and identity is not None:
-            saved = _load_checkpoint(checkpoint, target, identity)
+            saved = load_checkpoint(checkpoint, target, identity)
             partial = target.with_name(saved["partial"])
             fd = open_existing(partial)
             done, offset = saved["rows_done"], saved["output_bytes"]
             self.errors, self.abstained = saved["errors"], saved["abstained"]
         else:
-            _discard_checkpoint(checkpoint, target)
+            discard_checkpoint(checkpoint, target)
             fd, partial = create_exclusive(target, ".partial")
             done = offset = 0
         handle = os.fdopen(fd, "r+b")
@@ -530,14 +531,7 @@ class _Run:
         prefix = self.reader.prefix()
         if prefix is not None:
             state["input_prefix_bytes"], state["input_prefix_sha256"] = prefix
-        fd, temporary = create_exclusive(target, ".checkpoint")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle)
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        save_checkpoint(path, target, state)
         self.kept = self.rows
 
     def summary(self, output: str) -> ScoreSummary:
@@ -557,83 +551,3 @@ def _surrogate_reason(column: str) -> str:
         "character), which is not valid Unicode: the row is not scored, and the cell is written "
         "as that escape"
     )
-
-
-def _file_sha256(path: str, limit: int | None = None) -> str:
-    """SHA-256 of a file, or of its first ``limit`` bytes."""
-    digest = hashlib.sha256()
-    left = limit
-    with open(path, "rb") as handle:
-        while left is None or left > 0:
-            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
-            if not block:
-                break
-            digest.update(block)
-            left = None if left is None else left - len(block)
-    return digest.hexdigest()
-
-
-def _partial_name(saved: dict[str, Any], target: Path) -> str:
-    name = saved.get("partial")
-    pattern = re.escape(f".{target.name}.") + r"[0-9a-f]+\.partial"
-    if not isinstance(name, str) or not re.fullmatch(pattern, name):
-        raise ValueError(f"no partial file of {target.name} is named ({name!r})")
-    return name
-
-
-def _read_checkpoint(path: Path, target: Path) -> dict[str, Any]:
-    if path.is_symlink() or not path.is_file():
-        raise ValueError("it is not a regular file")
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(saved, dict):
-        raise ValueError("it holds no JSON object")
-    saved["partial"] = _partial_name(saved, target)
-    for key in ("rows_done", "output_bytes", "errors", "abstained"):
-        saved[key] = int(saved[key])
-    return saved
-
-
-def _discard_checkpoint(path: Path, target: Path) -> None:
-    """A fresh run removes the state of an earlier interrupted one, which cannot be resumed now."""
-    if not path.exists() and not path.is_symlink():
-        return
-    try:
-        saved = _read_checkpoint(path, target)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    else:
-        target.with_name(saved["partial"]).unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
-
-
-def _load_checkpoint(path: Path, target: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    if not path.exists():
-        raise DataFileError(
-            f"nothing to resume: no interrupted run of this output ({path.name} is missing); "
-            "run without --resume"
-        )
-    try:
-        saved = _read_checkpoint(path, target)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DataFileError(f"cannot resume: checkpoint {path} is damaged ({error})") from None
-    changed = sorted(k for k in identity if saved.get(k) != identity[k])
-    if changed:
-        raise DataFileError(
-            f"cannot resume: {', '.join(changed)} changed since the interrupted run; "
-            "rerun without --resume"
-        )
-    if "input_prefix_sha256" in saved:
-        size = int(saved["input_prefix_bytes"])
-        if _file_sha256(identity["input"], size) != saved["input_prefix_sha256"]:
-            raise DataFileError(
-                f"cannot resume: the input's content changed since the interrupted run (its "
-                f"first {size:,} bytes differ); rerun without --resume"
-            )
-    elif "input_sha256" not in identity:
-        raise DataFileError("cannot resume: the checkpoint does not identify the input's content")
-    partial = target.with_name(saved["partial"])
-    if not partial.is_file() or partial.stat().st_size < saved["output_bytes"]:
-        raise DataFileError(
-            "cannot resume: the partial output is missing or shorter than its checkpoint"
-        )
-    return saved

@@ -9,6 +9,8 @@
   renamed into place only when complete.
 * A device or FIFO (``-o /dev/null``, a named pipe) is written straight through: renaming a file
   over it would replace the device with that file.
+* A checkpoint beside the output lets an interrupted run resume; it names its partial file and
+  identifies the input by content (SHA-256), never by size and modification time alone.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import hashlib
+import json
 import os
+import re
 import secrets
 import socket
 import stat
@@ -24,10 +29,22 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlmatch.errors import DataFileError
 
-__all__ = ["Destination", "check_destination", "create_exclusive", "lock_output", "place"]
+__all__ = [
+    "Destination",
+    "check_destination",
+    "create_exclusive",
+    "discard_checkpoint",
+    "file_sha256",
+    "load_checkpoint",
+    "lock_output",
+    "open_existing",
+    "place",
+    "save_checkpoint",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -231,3 +248,103 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- resume checkpoints
+
+
+def save_checkpoint(path: Path, target: Path, state: dict[str, Any]) -> None:
+    """Replace the checkpoint at ``path`` atomically, through an exclusively created file."""
+    fd, temporary = create_exclusive(target, ".checkpoint")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: str, limit: int | None = None) -> str:
+    """SHA-256 of a file, or of its first ``limit`` bytes."""
+    digest = hashlib.sha256()
+    left = limit
+    with open(path, "rb") as handle:
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
+def _partial_name(saved: dict[str, Any], target: Path) -> str:
+    name = saved.get("partial")
+    pattern = re.escape(f".{target.name}.") + r"[0-9a-f]+\.partial"
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise ValueError(f"no partial file of {target.name} is named ({name!r})")
+    return name
+
+
+def _read_checkpoint(path: Path, target: Path) -> dict[str, Any]:
+    if path.is_symlink() or not path.is_file():
+        raise ValueError("it is not a regular file")
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(saved, dict):
+        raise ValueError("it holds no JSON object")
+    saved["partial"] = _partial_name(saved, target)
+    for key in ("rows_done", "output_bytes", "errors", "abstained"):
+        saved[key] = int(saved[key])
+    return saved
+
+
+def discard_checkpoint(path: Path, target: Path) -> None:
+    """A fresh run removes the state of an earlier interrupted one, which cannot be resumed now."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        saved = _read_checkpoint(path, target)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    else:
+        target.with_name(saved["partial"]).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, target: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The state an interrupted run saved, checked against this run's ``identity``.
+
+    The input's content must be unchanged: the SHA-256 of the bytes the interrupted run had
+    read (text input) or of the whole file (``input_sha256`` in ``identity``) must match.
+    """
+    if not path.exists():
+        raise DataFileError(
+            f"nothing to resume: no interrupted run of this output ({path.name} is missing); "
+            "run without --resume"
+        )
+    try:
+        saved = _read_checkpoint(path, target)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataFileError(f"cannot resume: checkpoint {path} is damaged ({error})") from None
+    changed = sorted(k for k in identity if saved.get(k) != identity[k])
+    if changed:
+        raise DataFileError(
+            f"cannot resume: {', '.join(changed)} changed since the interrupted run; "
+            "rerun without --resume"
+        )
+    if "input_prefix_sha256" in saved:
+        size = int(saved["input_prefix_bytes"])
+        if file_sha256(identity["input"], size) != saved["input_prefix_sha256"]:
+            raise DataFileError(
+                f"cannot resume: the input's content changed since the interrupted run (its "
+                f"first {size:,} bytes differ); rerun without --resume"
+            )
+    elif "input_sha256" not in identity:
+        raise DataFileError("cannot resume: the checkpoint does not identify the input's content")
+    partial = target.with_name(saved["partial"])
+    if not partial.is_file() or partial.stat().st_size < saved["output_bytes"]:
+        raise DataFileError(
+            "cannot resume: the partial output is missing or shorter than its checkpoint"
+        )
+    return saved

@@ -357,11 +357,21 @@ class _DuplicateKey(ValueError):
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _parse_json_line(path: str, number: int, line: str) -> dict[str, Any] | None:
+# Decoders built once (json.loads with options builds one per call). Duplicate keys are looked for
+# where keys are collected (the scan of a file, the lookahead on stdin); numbers with a fraction
+# keep their text wherever records are kept.
+_SCAN = json.JSONDecoder(object_pairs_hook=_json_object)
+_CHECKED = json.JSONDecoder(object_pairs_hook=_json_object, parse_float=JsonFloat)
+_RECORDS = json.JSONDecoder(parse_float=JsonFloat)
+
+
+def _parse_json_line(
+    path: str, number: int, line: str, decoder: json.JSONDecoder
+) -> dict[str, Any] | None:
     if not line.strip():
         return None
     try:
-        record = json.loads(line, object_pairs_hook=_json_object, parse_float=JsonFloat)
+        record = decoder.decode(line)
     except json.JSONDecodeError as error:
         raise DataFileError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
     except _DuplicateKey as error:
@@ -414,7 +424,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
         # every error before any scoring starts.
         with open(path, encoding="utf-8-sig", errors=encoding_errors, newline="") as scan:
             for number, line in enumerate(scan, start=1):
-                record = _parse_json_line(path, number, line)
+                record = _parse_json_line(path, number, line, _SCAN)
                 if record is not None:
                     _note(record, columns, kinds)
     else:
@@ -422,7 +432,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
         # a writer that meets a later key refuses to drop it (see TableWriter).
         iterator = iter(lines)
         for number, line in iterator:
-            record = _parse_json_line(path, number, line)
+            record = _parse_json_line(path, number, line, _CHECKED)
             if record is not None:
                 escapes[0] = escapes[0] or bool(_SURROGATE_ESCAPE.search(line))
                 buffered.append(record)
@@ -431,11 +441,14 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
                     break
         lines = iterator
 
+    # A scanned file's keys were checked; stdin's are checked as they come.
+    decoder = _RECORDS if path != "-" else _CHECKED
+
     def records() -> Iterator[dict[str, Any]]:
         yield from buffered
         try:
             for number, line in lines:
-                record = _parse_json_line(path, number, line)
+                record = _parse_json_line(path, number, line, decoder)
                 if record is not None:
                     if not escapes[0] and _SURROGATE_ESCAPE.search(line):
                         escapes[0] = True
