@@ -256,6 +256,27 @@ def test_a_device_output_is_written_without_overwrite_or_rename(fake_matcher, tm
         score_file(fake_matcher, str(source), str(device), ["text"], resume=True)
 
 
+def test_a_fifo_input_is_read_once(runner, tmp_path: Path):
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    records = [{"text": "robot arm", "i": i} for i in range(5)]
+
+    def feed() -> None:
+        with open(fifo, "w", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(r) + "\n" for r in records))
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = tmp_path / "out.jsonl"
+    result = score(runner, fifo, "-o", out, "-t", "text", "-q")
+    writer.join(10)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["i"] for line in out.read_text().splitlines()] == list(range(5))
+    refused = score(runner, fifo, "-o", tmp_path / "o2.jsonl", "-t", "text", "--resume")
+    assert refused.exit_code == 2
+    assert "not a regular file" in refused.stderr
+
+
 # ----------------------------------------------------------------------------- 4. formats
 
 

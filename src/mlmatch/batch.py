@@ -232,8 +232,8 @@ def score_file(
                 return run.direct(destination, fmt_out, added, chunk_rows)
             identity = (
                 _identity(matcher, input_path, text_columns, top, fmt_in, fmt_out)
-                if input_path != "-"
-                else None  # what was read from stdin is gone: no checkpoint, no resume
+                if _rereadable(input_path)
+                else None  # what was read from a stream is gone: no checkpoint, no resume
             )
             with lock_output(destination.path):
                 return run.to_file(
@@ -263,15 +263,20 @@ def check_paths(
     """
     fmt_in = detect_format(input_path, input_format)
     fmt_out = _output_format(output_path, output_format, fmt_in)
-    if resume and input_path == "-":
+    if resume and not _rereadable(input_path):
+        where = "stdin," if input_path == "-" else f"{input_path}, not a regular file,"
         raise DataFileError(
-            "--resume cannot continue from stdin, whose rows are gone once read; score a file "
-            "to be able to resume"
+            f"--resume cannot continue from {where} whose rows are gone once read; score a "
+            "file to be able to resume"
         )
     if resume and fmt_out is Format.PARQUET:
         raise DataFileError("--resume is not available for Parquet output; use CSV or JSON Lines")
     destination = check_destination(output_path, input_path, overwrite=overwrite, resume=resume)
     return fmt_in, fmt_out, destination
+
+
+def _rereadable(path: str) -> bool:
+    return path != "-" and Path(path).is_file()
 
 
 def _output_format(path: str, explicit: Format | str | None, fmt_in: Format) -> Format:

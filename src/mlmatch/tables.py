@@ -208,10 +208,12 @@ def open_reader(
     hashing: _HashingReader | None = None
     if path == "-":
         binary: IO[bytes] = sys.stdin.buffer
-    else:
-        check_input(path)
+    elif Path(path).is_file():
         hashing = _HashingReader(open(path, "rb", buffering=0))  # noqa: SIM115  # closed by reader
         binary = io.BufferedReader(hashing)
+    else:
+        check_input(path)
+        binary = open(path, "rb")  # noqa: SIM115  # a FIFO or device, read once; closed by reader
     # TSV rows end at "\n" only; CSV and JSON Lines split lines as csv and json expect.
     newline = "\n" if fmt is Format.TSV else ""
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors=encoding_errors, newline=newline)
@@ -419,7 +421,9 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
     escapes = [False]
     buffered: list[dict[str, Any]] = []
     lines: Iterable[tuple[int, str]] = enumerate(text, start=1)
-    if path != "-":
+    # Only a regular file can be read twice (stdin, a pipe or a FIFO cannot).
+    rereadable = path != "-" and Path(path).is_file()
+    if rereadable:
         # A first pass over the file finds every key (a column of CSV or Parquet output) and
         # every error before any scoring starts.
         with open(path, encoding="utf-8-sig", errors=encoding_errors, newline="") as scan:
@@ -428,7 +432,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
                 if record is not None:
                     _note(record, columns, kinds)
     else:
-        # stdin can be read once only: the keys are those of the first LOOKAHEAD records, and
+        # A stream is read once only: the keys are those of the first LOOKAHEAD records, and
         # a writer that meets a later key refuses to drop it (see TableWriter).
         iterator = iter(lines)
         for number, line in iterator:
@@ -441,8 +445,8 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
                     break
         lines = iterator
 
-    # A scanned file's keys were checked; stdin's are checked as they come.
-    decoder = _RECORDS if path != "-" else _CHECKED
+    # A scanned file's keys were checked; a stream's are checked as they come.
+    decoder = _RECORDS if rereadable else _CHECKED
 
     def records() -> Iterator[dict[str, Any]]:
         yield from buffered
@@ -463,7 +467,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
         progress,
         text.close,
         kinds=kinds,
-        scanned=path != "-",
+        scanned=rereadable,
         _escapes=escapes,
     )
 
@@ -526,7 +530,7 @@ def pyarrow_parquet() -> Any:
 def _decode_error(path: str) -> DataFileError:
     """Find the first line that is not UTF-8 and say where it is."""
     line_number, detail = 0, "invalid bytes"
-    if path != "-":
+    if path != "-" and Path(path).is_file():
         with open(path, "rb") as raw:
             for line_number, line in enumerate(raw, start=1):  # noqa: B007
                 try:
