@@ -75,6 +75,11 @@ def test_unicode_is_normalized(matcher: Matcher):
         ("a single string", TypeError, r"expects a list of strings, not a single string"),
         (None, TypeError, r"texts is None"),
         (17, TypeError, r"texts must be an iterable of strings, not int"),
+        (
+            ["robot arm", "bad \ud800 cell"],
+            ValueError,
+            r"texts\[1\] holds a lone surrogate \('\\ud800' at character 4\)",
+        ),
     ],
 )
 def test_bad_batches_name_the_index(matcher: Matcher, texts, error, message):

@@ -64,18 +64,20 @@ def test_a_request_wrapped_in_greeting_and_background_keeps_its_label(real_match
     assert after == before
 
 
-def test_context_keeps_labels_on_a_fixed_sample_of_dev(real_matcher: Matcher):
+def test_context_keeps_labels_on_the_dev_set(real_matcher: Matcher):
+    # Measured 0.934 with the default backend (benchmarks/judgement.py); the target,
+    # 0.95, is not reached yet. This guards against losing what stripping context gained.
     items = [
         json.loads(line)
         for line in (ROOT / "data/eval/dev.jsonl").read_text(encoding="utf-8").splitlines()
         if line.strip()
-    ][::6]
+    ]
     pool = ContextPool.from_file(ROOT / "data/eval/context.yaml")
     texts = [item["text"] for item in items]
     bare = [r.label for r in real_matcher.classify_many(texts)]
-    wrapped = [r.label for r in real_matcher.classify_many(pool.wrap(texts, seed=7))]
+    wrapped = [r.label for r in real_matcher.classify_many(pool.wrap(texts, seed=20261130))]
     agreement = np.mean([a == b for a, b in zip(bare, wrapped, strict=True)])
-    assert agreement >= 0.90, f"{agreement:.3f} of {len(items)} kept their label in context"
+    assert agreement >= 0.92, f"{agreement:.3f} of {len(items)} kept their label in context"
 
 
 def test_german_request_gets_a_language_notice_not_a_verdict(real_matcher: Matcher):

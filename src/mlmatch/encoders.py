@@ -79,9 +79,12 @@ def default_backend() -> Backend:
 
 
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
-# Share of a window repeated at the start of the next one, so that a sentence cut at a window
-# boundary is still seen whole in one of them.
-WINDOW_OVERLAP = 0.25
+# A text longer than the model reads is cut into windows of at most this many tokens, half of
+# each repeated in the next: a problem stated in one sentence of a long text then fills at least
+# a third of some window, where a full 254-token window of background drowned it (measured with
+# the real model on tests/test_real_model.py's long text; 128 tokens is about five sentences).
+LONG_TEXT_WINDOW = 128
+WINDOW_OVERLAP = 0.5
 
 
 @runtime_checkable
@@ -162,12 +165,14 @@ class SentenceTransformerEncoder:
 def token_windows(
     text: str, offsets: Sequence[tuple[int, int]], size: int, overlap: float = WINDOW_OVERLAP
 ) -> list[str]:
-    """Cut ``text`` into pieces of at most ``size`` tokens that overlap by a share of a window.
+    """Cut a text longer than ``size`` tokens into overlapping windows.
 
-    ``offsets`` holds each token's (start, end) character span, as fast tokenizers report it.
+    Windows hold at most ``min(size, LONG_TEXT_WINDOW)`` tokens and overlap by ``overlap`` of a
+    window. ``offsets`` holds each token's (start, end) character span, as fast tokenizers report.
     """
     if len(offsets) <= size:
         return [text]
+    size = min(size, LONG_TEXT_WINDOW)
     step = max(1, int(size * (1 - overlap)))
     pieces = []
     for start in range(0, len(offsets), step):

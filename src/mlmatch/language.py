@@ -26,7 +26,8 @@ __all__ = ["detect_language"]
 # Frequent function words per language. Words that are also common in English text ("die", "in",
 # "also", "per", "OS", ".com") are left out of the other languages' lists on purpose.
 _FUNCTION_WORDS: dict[str, frozenset[str]] = {
-    name: frozenset(words.split())
+    # One ASCII letter ("a", "e", "o", "y") is as often a list item or an initial as a word.
+    name: frozenset(word for word in words.split() if len(word) > 1 or not word.isascii())
     for name, words in {
         "English": (
             "the and of to is are was were be been for with that this these those from by on "

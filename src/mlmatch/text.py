@@ -19,8 +19,13 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["clean_text", "clean_texts"]
+__all__ = ["clean_text", "clean_texts", "split_sentences"]
 
+# A sentence ends at ., ! or ? followed by space and what starts a sentence, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"\u201c\u2018'(\[A-Z0-9])|\s*\n\s*")
+# Half of a UTF-16 pair on its own: Python strings can hold one (from JSON's "\ud800" or
+# surrogateescape decoding), but it is no character and no encoder accepts it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # C0 and C1 control characters except tab and newline, plus Unicode line/paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -40,6 +45,13 @@ def clean_text(text: object, *, max_chars: int | None = None, what: str = "text"
             f"{what} has {len(text):,} characters, more than max_chars={max_chars:,}; split it "
             "into separate problem descriptions, or raise the limit with Matcher(max_chars=...) "
             "(None removes it)"
+        )
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:
+        raise ValueError(
+            f"{what} holds a lone surrogate ({surrogate.group()!r} at character "
+            f"{surrogate.start()}), which is not valid Unicode; decode the source with "
+            "errors='replace' or remove the character"
         )
     cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
     if not cleaned.strip():
@@ -79,3 +91,13 @@ def clean_texts(
         ) from None
     cleaned = [clean_text(t, max_chars=max_chars, what=f"texts[{i}]") for i, t in enumerate(items)]
     return items, cleaned  # type: ignore[return-value]  # every item was checked to be a str
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``, cut after ``.``, ``!`` or ``?`` and at line breaks.
+
+    A cut needs what can start a sentence next (a capital, a digit, a quote). Abbreviations
+    before a capital ("Dr. Smith") are cut too; that only matters where a piece alone reads
+    like neutral context, which a name does not.
+    """
+    return [piece.strip() for piece in _SENTENCE_END.split(text) if piece.strip()]
