@@ -69,7 +69,7 @@ def main() -> int:
             matcher.encoder.encode(texts * 4, batch_size=64)
             speeds.append(4 * len(texts) / (time.perf_counter() - started))
         started = time.perf_counter()
-        score_file(matcher, str(source), str(folder / "out.csv"), ["text"])
+        score_file(matcher, str(source), str(folder / "out.csv"), ["text"], overwrite=True)
         csv_speed = args.csv_rows / (time.perf_counter() - started)
         command = [sys.executable, "-m", "mlmatch", "classify", "--backend", backend, QUERY]
         cold = [measure_process(command) for _ in range(args.repeats)]

@@ -61,7 +61,11 @@ def table(matcher: Matcher, items: list[dict[str, str]], pool: ContextPool) -> l
         rows.append(
             f"| {form} | {len(index)} | {report.accuracy:.3f} | {report.top3_accuracy:.3f} | "
             f"{report.macro_f1:.3f} | "
-            + (f"{report.none_precision:.3f} | {report.none_recall:.3f}" if has_none else "– | –")
+            + (
+                f"{report.none_precision:.3f} | {report.none_recall:.3f}"
+                if has_none
+                else "n/a | n/a"
+            )
             + f" | {in_context.accuracy:.3f} | {agreement:.3f} |"
         )
     return rows

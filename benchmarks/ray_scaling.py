@@ -83,7 +83,9 @@ def main() -> int:
     def local() -> float:
         started = time.perf_counter()
         for i, part in enumerate(parts):
-            score_file(matcher, str(part), str(work / f"local-{i}.parquet"), ["text"])
+            score_file(
+                matcher, str(part), str(work / f"local-{i}.parquet"), ["text"], overwrite=True
+            )
         return time.perf_counter() - started
 
     def on_ray(actors: int, source: str = "in", rows: int = args.rows) -> float:

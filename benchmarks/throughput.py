@@ -64,10 +64,10 @@ def main() -> int:
         model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         baseline.append(args.rows / (time.perf_counter() - started))
         started = time.perf_counter()
-        score_file(matcher, str(source), str(target), ["text"], batch_size=64)
+        score_file(matcher, str(source), str(target), ["text"], batch_size=64, overwrite=True)
         scored.append(args.rows / (time.perf_counter() - started))
         started = time.perf_counter()
-        score_file(default, str(source), str(target), ["text"], batch_size=64)
+        score_file(default, str(source), str(target), ["text"], batch_size=64, overwrite=True)
         fast.append(args.rows / (time.perf_counter() - started))
         print(
             f"encode {baseline[-1]:.1f}, score_file torch {scored[-1]:.1f}, "
@@ -108,6 +108,7 @@ def main() -> int:
                 "-t",
                 "text",
                 "-q",
+                "--overwrite",
             ]
             seconds, rss = measure_process(command)
             lines.append(f"| {rows:,} | {rss:,.0f} MB | {seconds:,.0f} s |")
