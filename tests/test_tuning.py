@@ -183,3 +183,27 @@ def test_adapter_for_another_model_is_ignored(saved_adapter: Path, tmp_path: Pat
         _, model_id = _resolve(None, adapter, tmp_path)
     assert "adapter" not in model_id
     assert "it was tuned for some/other-model" in caplog.text
+
+
+def test_cli_tune_prints_the_comparison(folder: Path, tiny_model: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from mlmatch.cli import main
+
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        '{"text": "predict next week sales demand", "label": "forecasting"}\n'
+        '{"text": "recipe for lemon cake", "label": "none"}\n',
+        encoding="utf-8",
+    )
+    args = ["tune", str(folder), "--model", str(tiny_model), "--dev", str(dev), "--dry-run"]
+    result = CliRunner().invoke(main, [*args, "--epochs", "2", "--rank", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "| dev (2) |" in result.output
+    assert "| held-out exemplars in context (" in result.output
+    assert not (folder / ADAPTER_FILE).exists()
+
+    dev.write_text("not json\n", encoding="utf-8")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "line 1 is not a JSON object with a text and a label" in result.output
