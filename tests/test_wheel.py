@@ -31,7 +31,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contains_every_exemplar_file_and_py_typed(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     bundled = {p.name for p in (ROOT / "data" / "exemplars").glob("*.yaml")}
-    assert len(bundled) == 16  # tiers, 14 categories, none
+    assert len(bundled) == 17  # tiers, 14 categories, none, the context pool
     assert {f"mlmatch/data/exemplars/{name}" for name in bundled} <= names
     assert "mlmatch/py.typed" in names
     assert not any(name.startswith(("tests/", "data/", "benchmarks/")) for name in names)
@@ -41,9 +41,20 @@ def test_installed_wheel_classifies_from_another_folder(
     wheel: Path, tmp_path: Path, real_matcher, real_cache_dir: Path
 ):
     env_dir = tmp_path / "venv"
-    # System site-packages supply the heavy dependencies; mlmatch itself comes from the wheel.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    # The running environment's site-packages supply the heavy dependencies (listed in a .pth
+    # file, so their own .pth files, such as this checkout's editable install, are not read);
+    # mlmatch itself comes from the wheel. system_site_packages=True would expose the base
+    # interpreter's packages instead, which lack them when the tests run in a virtualenv.
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    outer = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    (Path(purelib) / "outer-environment.pth").write_text("\n".join(outer) + "\n")
     subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
         check=True,
