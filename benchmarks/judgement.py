@@ -83,6 +83,7 @@ def main() -> int:
     pool = ContextPool.from_file(CONTEXT)
     lines: list[str] = []
     for backend in backends:
+        first = len(lines)
         started = time.perf_counter()
         matcher = Matcher(backend=backend, adapter=not args.no_adapter)
         lines += [f"## {backend} backend", "", f"`{matcher!r}`", ""]
@@ -93,7 +94,7 @@ def main() -> int:
             cv = cross_validated(matcher, args.folds)
             lines += [f"exemplars ({len(matcher.exemplars)}): {args.folds}-fold CV top-1 {cv:.3f}"]
         lines += [f"measured in {time.perf_counter() - started:.0f} s", ""]
-        print("\n".join(lines[-40:]), flush=True)
+        print("\n".join(lines[first:]), flush=True)
     name = "judgement.md" if splits == ["dev"] else f"judgement_{'_'.join(splits)}.md"
     write_result(name, "\n".join(lines))
     return 0

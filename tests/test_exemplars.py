@@ -115,8 +115,8 @@ GOOD_HEADER = "id: robots\nname: Robots\ntier: progress\ndescription: Robots.\n"
             r"robots\.yaml: groups\.0\.exemplars: List should have at least 1",
         ),
         (
-            GOOD_HEADER
-            + "exemplars:\n  - a robot\ngroups:\n  - reads_like: x\n    exemplars:\n      - A Robot\n",
+            GOOD_HEADER + "exemplars:\n  - a robot\n"
+            "groups:\n  - reads_like: x\n    exemplars:\n      - A Robot\n",
             r"robots\.yaml: .*groups\.0 repeats an entry of exemplars: 'A Robot'",
         ),
         (GOOD_HEADER + "exemplars:\n  - [unclosed\n", r"robots\.yaml: invalid YAML at line 7"),

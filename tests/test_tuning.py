@@ -80,14 +80,42 @@ def folder(tmp_path: Path) -> Path:
 SMALL = TuneSettings(epochs=3, batch_size=8, rank=2, holdout=0.3, seed=1)
 
 
-def test_tune_reports_before_and_after_and_keeps_only_a_winner(folder: Path, tiny_model: Path):
-    report = tune(folder, model=tiny_model, settings=SMALL)
+def test_tune_reports_before_and_after(folder: Path, tiny_model: Path):
+    report = tune(folder, model=tiny_model, settings=SMALL, save=False)
     names = [name for name, _, _ in report.rows]
     assert names[0].startswith("held-out exemplars (")
     assert names[1].startswith("held-out exemplars in context (")
-    assert report.kept == report.wins
-    assert (folder / ADAPTER_FILE).exists() == report.kept
+    assert not report.kept
     assert "| measured on | base model | tuned | change |" in report.table()
+
+
+@pytest.mark.parametrize(("after", "kept"), [(0.9, True), (0.5, False)])
+def test_only_an_adapter_that_wins_everywhere_is_saved(
+    folder: Path, tiny_model: Path, monkeypatch, after: float, kept: bool
+):
+    import mlmatch.tuning as tuning
+
+    models = iter(["base", "tuned"])
+
+    def fake_top1(model, exemplars, measurements):
+        # The tuned model wins on bare text; `after` decides the rows in context.
+        if next(models) == "base":
+            return dict.fromkeys(measurements, 0.6)
+        return {name: after if "context" in name else 0.7 for name in measurements}
+
+    monkeypatch.setattr(tuning, "_top1", fake_top1)
+    report = tune(folder, model=tiny_model, settings=SMALL)
+    assert report.kept is kept
+    assert (folder / ADAPTER_FILE).exists() is kept
+    assert (folder / ADAPTER_MANIFEST).exists() is kept
+
+
+def test_tune_refuses_a_folder_it_cannot_write(folder: Path, tiny_model: Path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match="is not writable"):
+        tune(folder, model=tiny_model, settings=SMALL)
 
 
 def test_tune_is_seeded(folder: Path, tiny_model: Path):
@@ -139,7 +167,6 @@ def test_matcher_applies_the_adapter_and_keys_caches_by_it(
     assert tuned.encoder.model_id == f"{plain.encoder.model_id}+{adapter.tag}"
     text = ["forecast next month sales demand"]
     assert not np.allclose(tuned.encoder.encode(text), plain.encoder.encode(text))
-    # The merged model equals the base model with the low-rank update applied in training.
     assert (cache / "tuned").is_dir()
 
 
@@ -150,7 +177,10 @@ def test_onnx_export_starts_from_the_tuned_model(saved_adapter: Path, tiny_model
     onnx_plain = Matcher(tiny_model, saved_adapter, backend="onnx", cache_dir=cache, adapter=False)
     text = ["robot arm grasping boxes warehouse"]
     reference = torch_tuned.encoder.encode(text)
-    assert float((onnx_tuned.encoder.encode(text) @ reference.T)[0, 0]) > 0.99
+    tuned_agreement = float((onnx_tuned.encoder.encode(text) @ reference.T)[0, 0])
+    plain_agreement = float((onnx_plain.encoder.encode(text) @ reference.T)[0, 0])
+    assert tuned_agreement > 0.99
+    assert tuned_agreement > plain_agreement
     assert onnx_tuned.encoder.model_id != onnx_plain.encoder.model_id
 
 

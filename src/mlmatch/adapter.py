@@ -14,6 +14,7 @@ static distillation carry the tuning too, and every cache key names the adapter'
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlmatch.cache import warn_unwritable
 from mlmatch.errors import ModelLoadError
 
 __all__ = ["ADAPTER_FILE", "ADAPTER_MANIFEST", "Adapter", "find_adapter", "merged_model"]
@@ -122,12 +124,12 @@ def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".merge-"))
     except OSError as error:
-        logger.warning(
-            "cache %s is not writable (%s); merging the adapter in memory", cache_dir, error
-        )
-        staging = Path(tempfile.mkdtemp(prefix="mlmatch-tuned-"))
-        model.save(str(staging))
-        return staging
+        warn_unwritable(cache_dir, error)
+        # A private copy for this process, removed when it exits.
+        scratch = Path(tempfile.mkdtemp(prefix="mlmatch-tuned-"))
+        atexit.register(shutil.rmtree, scratch, True)
+        model.save(str(scratch))
+        return scratch
     try:
         model.save(str(staging / "model"))
         with contextlib.suppress(OSError):  # another process may have installed its copy

@@ -143,6 +143,12 @@ def matcher_options(command: F) -> F:
             default=None,
             help="Longest text accepted; longer ones are errors (default: 100000; 0: no limit).",
         ),
+        click.option(
+            "--no-language-check",
+            is_flag=True,
+            help="Classify text that is clearly not English instead of refusing it (for a "
+            "multilingual --model with exemplars of your own).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -157,6 +163,7 @@ def _matcher(
     backend: str | None = None,
     threads: int | None = None,
     max_chars: int | None = None,
+    no_language_check: bool = False,
 ) -> Any:
     from mlmatch.matcher import Matcher
 
@@ -168,6 +175,7 @@ def _matcher(
         threshold=threshold,
         backend=backend,
         threads=threads,
+        check_language=not no_language_check,
         **limits,
     )
 
@@ -489,6 +497,7 @@ def _score_on_ray(
             threshold=options["threshold"],
             backend=options["backend"],
             **({} if options["max_chars"] is None else {"max_chars": options["max_chars"] or None}),
+            **({"check_language": False} if options["no_language_check"] else {}),
         )
     except RowCountError as error:
         click.echo(f"mlmatch: error: {error}", err=True)
@@ -718,6 +727,13 @@ def tune(
             "mlmatch: the adapter does not win on every measurement, so nothing was saved "
             f"({report.seconds:.0f} s)"
         )
+    if not report.kept:
+        from mlmatch.adapter import find_adapter
+        from mlmatch.exemplars import load_exemplars
+
+        existing = find_adapter(load_exemplars(exemplar_dir).source)
+        if existing is not None:
+            click.echo(f"mlmatch: the adapter already in {existing.folder} stays in use")
 
 
 def _read_labelled_jsonl(path: str) -> tuple[list[str], list[str]]:

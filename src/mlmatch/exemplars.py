@@ -182,6 +182,18 @@ class ContextPool:
             wrapped.append(" ".join([*head, text, *tail]))
         return wrapped
 
+    def split(self, seed: int) -> tuple[ContextPool, ContextPool]:
+        """Two disjoint halves of the pool (seeded): one to train with, one to measure with."""
+        rng = random.Random(seed)
+        before, after = list(self.before), list(self.after)
+        rng.shuffle(before)
+        rng.shuffle(after)
+        b, a = (len(before) + 1) // 2, (len(after) + 1) // 2
+        return (
+            ContextPool(tuple(before[:b]), tuple(after[:a])),
+            ContextPool(tuple(before[b:]), tuple(after[a:])),
+        )
+
     @classmethod
     def from_file(cls, path: str | Path) -> ContextPool:
         """Read a context file (``before`` and ``after`` lists of sentences)."""
@@ -239,8 +251,8 @@ class ExemplarSet:
     ) -> ExemplarSet:
         """Build a set from parallel lists of texts and category ids (``none`` allowed).
 
-        Category names, tiers and descriptions come from ``taxonomy`` (default: the bundled
-        one); only the categories that occur in ``labels`` are kept.
+        Category names, tiers, descriptions and the context pool come from ``taxonomy``
+        (default: the bundled one); only the categories that occur in ``labels`` are kept.
         """
         taxonomy = taxonomy if taxonomy is not None else load_exemplars()
         texts, labels = list(texts), [str(label) for label in labels]
@@ -378,7 +390,7 @@ class ExemplarSet:
             "labels": self.labels,
             "descriptions": [(c.id, c.name, c.description) for c in self.categories],
         }
-        if self.context:
+        if self.context.before or self.context.after:
             payload["context"] = [self.context.before, self.context.after]
         blob = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()

@@ -9,8 +9,8 @@ The rule is deliberately cautious (undecided text counts as English):
 * letters of a non-Latin script (Cyrillic, Greek, Arabic, Han, Kana, Hangul, Devanagari and
   others) make up more than half of the letters: that script's language;
 * Latin-script text whose common function words ("der", "und", "les", "para", "och") are mostly
-  those of one other language, with at least two of them and at least twice as many as English
-  ones: that language.
+  those of one other language, with at least two of them and more than three times as many as
+  English ones: that language.
 
 A short title without function words ("Absatzprognose Filialen") is not detected.
 """
@@ -137,6 +137,8 @@ _SCRIPTS = {
 
 def detect_language(text: str) -> str | None:
     """The name of the language of ``text`` when it is clearly not English, else ``None``."""
+    # NFKC folds styled Latin (mathematical bold, fullwidth letters) into plain letters.
+    text = unicodedata.normalize("NFKC", text)
     scripts = Counter(_script(ch) for ch in text if ch.isalpha())
     letters = sum(scripts.values())
     if not letters:
@@ -176,4 +178,4 @@ def _script_language(text: str, scripts: Counter[str]) -> str:
             return "Urdu"
         if any(ch in text for ch in "پچژگی"):
             return "Persian"
-    return _SCRIPTS.get(script, "a language other than English")
+    return _SCRIPTS.get(script, f"{script.title()}-script text")

@@ -45,6 +45,9 @@ EVIDENCE_PER_MATCH = 3
 # (data/eval/context.yaml): 0.4 kept the label of 92% of wrapped items against 87% without
 # stripping, at 0.6 points of bare dev top-1; 0.5-0.7 kept fewer (benchmarks/judgement.py).
 CONTEXT_SIMILARITY = 0.4
+# Only answers that abstain or score below this are checked for context sentences: neutral
+# context pulls towards `none`, and checking every text cost 40% of the throughput.
+CONTEXT_RECHECK = 0.5
 # Nearest grouped counter-examples that vote on what an abstained text reads like.
 READS_LIKE_NEIGHBOURS = 5
 DEFAULT_MAX_CHARS = 100_000
@@ -87,6 +90,10 @@ class Matcher:
             the cores given to each worker when several matchers share a machine.
         adapter: Use the adapter that ``mlmatch tune`` saved in the exemplar folder, if any
             (see :mod:`mlmatch.adapter`); ``False`` uses the base model as it is.
+        context_similarity: Leave out the sentences of an uncertain query that are at least this
+            close (cosine) to a sentence of the exemplar folder's ``context.yaml``; ``None``
+            keeps every sentence. The default was chosen for all-MiniLM-L6-v2; a model with
+            another similarity scale needs its own value.
         check_language: Refuse text that is clearly not English with a
             :class:`~mlmatch.errors.NotEnglishError` naming its language (the bundled model and
             exemplars are English, so such text would wrongly read as "no ML problem"). Turn it
@@ -115,6 +122,7 @@ class Matcher:
         threads: int | None = None,
         adapter: bool = True,
         check_language: bool = True,
+        context_similarity: float | None = CONTEXT_SIMILARITY,
     ) -> None:
         if encoder is not None and model is not None:
             raise ValueError("pass either model or encoder, not both")
@@ -122,6 +130,10 @@ class Matcher:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if context_similarity is not None and not -1.0 <= context_similarity <= 1.0:
+            raise ValueError(
+                f"context_similarity must be in [-1, 1] or None, got {context_similarity}"
+            )
         if max_chars is not None and max_chars < 1:
             raise ValueError(f"max_chars must be positive or None, got {max_chars}")
         try:
@@ -155,6 +167,7 @@ class Matcher:
         )
         self.max_chars = max_chars
         self.check_language = check_language
+        self.context_similarity = context_similarity
         self.use_none = use_none and self.exemplars.has_none
         self._cache = EmbeddingCache(cache_root if use_cache else None)
 
@@ -202,15 +215,7 @@ class Matcher:
         raises :class:`~mlmatch.errors.NotEnglishError` when :attr:`check_language` is on.
         """
         cleaned = clean_text(text, max_chars=self.max_chars, what=what)
-        if self.check_language:
-            language = detect_language(cleaned)
-            if language is not None:
-                raise NotEnglishError(
-                    f"{what} looks like {language}, not English; mlmatch's model and exemplars "
-                    "are English, so translate it first (or pass check_language=False with a "
-                    "multilingual model)",
-                    language,
-                )
+        self._refuse_foreign(cleaned, what)
         return cleaned
 
     def classify(self, text: str) -> Classification:
@@ -324,10 +329,21 @@ class Matcher:
 
     def _check_texts(self, texts: Iterable[str]) -> tuple[list[str], list[str]]:
         originals, cleaned = clean_texts(texts, max_chars=self.max_chars)
-        if self.check_language:
-            for i, text in enumerate(cleaned):
-                self.check_text(text, what=f"texts[{i}]")
+        for i, text in enumerate(cleaned):
+            self._refuse_foreign(text, f"texts[{i}]")
         return originals, cleaned
+
+    def _refuse_foreign(self, cleaned: str, what: str) -> None:
+        if not self.check_language:
+            return
+        language = detect_language(cleaned)
+        if language is not None:
+            raise NotEnglishError(
+                f"{what} looks like {language}, not English; mlmatch's model and exemplars are "
+                "English, so translate it first (with a multilingual model, turn the check off: "
+                "Matcher(check_language=False) or --no-language-check)",
+                language,
+            )
 
     def _embed_exemplars(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings of the exemplars, the category descriptions and the context sentences."""
@@ -344,8 +360,10 @@ class Matcher:
             [f"{c.name}: {c.description}" for c in self.exemplars.categories],
             batch_size=self.batch_size,
         )
-        context = self.encoder.encode(pool, batch_size=self.batch_size).reshape(
-            len(pool), embeddings.shape[1]
+        context = (
+            self.encoder.encode(pool, batch_size=self.batch_size)
+            if pool
+            else np.zeros((0, embeddings.shape[1]), dtype=embeddings.dtype)
         )
         self._cache.save(
             key, {"exemplars": embeddings, "descriptions": descriptions, "context": context}
@@ -374,7 +392,7 @@ class Matcher:
             kept = [
                 part
                 for part, near in zip(parts, closeness[start : start + len(parts)], strict=True)
-                if near < CONTEXT_SIMILARITY
+                if self.context_similarity is None or near < self.context_similarity
             ]
             start += len(parts)
             if kept and len(kept) < len(parts):
@@ -508,10 +526,35 @@ class Matcher:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per text: class scores (categories, then none) and similarity to every exemplar.
 
+        A text whose answer is uncertain (it abstains, or its best category scores below
+        CONTEXT_RECHECK) is scored again without the sentences that read like neutral context,
+        and that second answer stands; confident answers are kept without the extra work.
+        """
+        scores, sims = self._score_windows(cleaned, batch_size)
+        if not len(self._context) or self.context_similarity is None:
+            return scores, sims
+        n = len(self.exemplars.categories)
+        winners = decide(scores, n, self.threshold, use_none=self.use_none)
+        best = scores[:, :n].max(axis=1)
+        unsure = np.flatnonzero((winners < 0) | (best < CONTEXT_RECHECK)).tolist()
+        stripped = self._strip_context([cleaned[i] for i in unsure], batch_size)
+        changed = [
+            (i, text) for i, text in zip(unsure, stripped, strict=True) if text != cleaned[i]
+        ]
+        if changed:
+            rows = np.array([i for i, _ in changed])
+            scores[rows], sims[rows] = self._score_windows([t for _, t in changed], batch_size)
+        return scores, sims
+
+    def _score_windows(
+        self, texts: Sequence[str], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and exemplar similarities of whole texts, long ones through their windows.
+
         A long text arrives as several windows: a category counts as strongly as its best
         window, while `none` must hold for every window, so a problem stated anywhere counts.
         """
-        windows = self.encoder.windows(self._strip_context(cleaned, batch_size))
+        windows = self.encoder.windows(texts)
         flat = [piece for pieces in windows for piece in pieces]
         queries = self.encoder.encode(flat, batch_size=batch_size)
         sims = queries @ self._embeddings.T
@@ -537,7 +580,9 @@ class Matcher:
         winner = decide(merged[None, :], n_categories, self.threshold, use_none=self.use_none)
         abstain = bool(winner[0] < 0)
         label = None if abstain else best.category.id
-        reads_like = self._reads_like(exemplar_sims) if abstain else None
+        reads_like = (
+            self._reads_like(exemplar_sims) if abstain and none_score > best.score else None
+        )
         return Classification(
             text=text,
             label=label,

@@ -8,10 +8,13 @@ company background lands where the bare request does. Only rank-``r`` updates of
 and feed-forward layers train; the base weights stay frozen.
 
 The adapter is judged before it is kept: it is tuned on 80% of the exemplars (a seeded split,
-stratified by category) and compared with the base model, both through the matcher's own head,
-on the held-out 20%, bare and wrapped in context, and on a labelled dev file when one is given.
-It is saved only when it wins on every one of them, so the adapter that ships is exactly the one
-that was measured (the held-out exemplars still serve the head, only not the tuning).
+stratified by category) and compared with the base model, both through the matcher's own head
+on the torch backend, on the held-out 20%, bare and wrapped in context, and on a labelled dev
+file when one is given. The context pool is split in two: one half wraps the training texts (and
+is what the measuring matcher leaves out), the other wraps the measured texts, so "in context"
+means sentences neither the adapter nor the matcher has seen. The adapter is saved, with the
+float16 weights it was measured with, only when it wins on every measurement (the held-out
+exemplars still serve the head, only not the tuning).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,8 @@ from mlmatch.adapter import (
     find_adapter,
     load_sentence_model,
 )
-from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.evaluation import normalize_labels
+from mlmatch.exemplars import NONE_LABEL, ContextPool, ExemplarSet, load_exemplars
 
 __all__ = ["TuneReport", "TuneSettings", "tune"]
 
@@ -61,8 +65,9 @@ class TuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.rank < 1 or self.batch_size < 2:
-            raise ValueError("epochs and rank must be at least 1, batch_size at least 2")
+        for name, least in (("epochs", 1), ("rank", 1), ("layers", 1), ("batch_size", 2)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not 0.0 < self.holdout < 0.5:
             raise ValueError(f"holdout must be in (0, 0.5), got {self.holdout}")
 
@@ -114,23 +119,35 @@ def tune(
     started = time.perf_counter()
     exemplars = load_exemplars(folder)
     target = Path(exemplars.source)
-    if not exemplars.context:
+    if len(exemplars.context.before) < 2 or len(exemplars.context.after) < 2:
         raise ValueError(
-            f"{target} has no context.yaml with before and after sentences; tuning wraps "
-            "exemplars in them (see the README's section on exemplar folders)"
+            f"{target} has no context.yaml with at least two before and two after sentences; "
+            "tuning wraps exemplars in them (see the README's section on exemplar folders)"
+        )
+    if save and not os.access(target, os.W_OK):
+        raise ValueError(
+            f"{target} is not writable, so an adapter could not be saved there; copy the folder "
+            "and tune the copy (mlmatch tune COPY), or measure only with --dry-run"
         )
     from mlmatch.encoders import _resolve
 
     base_path, base_id = _resolve(model)
     keep, held = _split(exemplars, settings)
+    if not held:
+        raise ValueError(
+            f"no exemplar can be held out of {target}: every category needs at least 3 "
+            "exemplars to measure the adapter on some of them"
+        )
+    train_pool, eval_pool = exemplars.context.split(settings.seed)
+    training = replace(exemplars.subset(keep), context=train_pool)
     report = TuneReport()
 
     base = load_sentence_model(base_path)
     tuned = load_sentence_model(base_path)
-    weights = _train(tuned, exemplars.subset(keep), settings, progress, "tuning")
-    measurements = _measurements(exemplars, held, dev, settings)
-    before = _top1(base, exemplars.subset(keep), measurements)
-    after = _top1(tuned, exemplars.subset(keep), measurements)
+    weights = _train(tuned, training, settings, progress, "tuning")
+    measurements = _measurements(exemplars, held, dev, eval_pool, settings)
+    before = _top1(base, training, measurements)
+    after = _top1(tuned, training, measurements)
     report.rows = [(name, before[name], after[name]) for name in measurements]
     if report.wins and save:
         report.path = _save(target, weights, base_id, exemplars, settings)
@@ -159,24 +176,28 @@ def _measurements(
     exemplars: ExemplarSet,
     held: list[int],
     dev: tuple[Sequence[str], Sequence[str]] | None,
+    pool: ContextPool,
     settings: TuneSettings,
 ) -> dict[str, tuple[list[str], list[str]]]:
     texts = [exemplars.texts[i] for i in held]
     labels = [exemplars.labels[i] for i in held]
-    # Evaluation wrappings use another seed than training, so no wrapped text was seen.
-    wrap_seed = settings.seed + 1_000_003
     result = {
         f"held-out exemplars ({len(texts)})": (texts, labels),
         f"held-out exemplars in context ({len(texts)})": (
-            exemplars.context.wrap(texts, seed=wrap_seed),
+            pool.wrap(texts, seed=settings.seed),
             labels,
         ),
     }
     if dev is not None:
-        dev_texts, dev_labels = list(dev[0]), [label or NONE_LABEL for label in dev[1]]
+        dev_texts = list(dev[0])
+        if not dev_texts:
+            raise ValueError("the dev set is empty; give labelled texts or leave it out")
+        dev_labels = normalize_labels(dev[1], exemplars.category_ids)
+        if len(dev_labels) != len(dev_texts):
+            raise ValueError(f"{len(dev_texts)} dev texts but {len(dev_labels)} labels")
         result[f"dev ({len(dev_texts)})"] = (dev_texts, dev_labels)
         result[f"dev in context ({len(dev_texts)})"] = (
-            exemplars.context.wrap(dev_texts, seed=wrap_seed),
+            pool.wrap(dev_texts, seed=settings.seed),
             dev_labels,
         )
     return result
@@ -265,6 +286,10 @@ def _train(
     finally:
         model.max_seq_length = previous_length
         model.eval()
+    with torch.no_grad():  # measure with the float16 weights that will be saved
+        for layer in layers.values():
+            layer.lora_a.copy_(layer.lora_a.half().float())
+            layer.lora_b.copy_(layer.lora_b.half().float())
     return {
         f"{name}.{part}": tensor.detach().cpu().numpy().astype(np.float32)
         for name, layer in layers.items()
