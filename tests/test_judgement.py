@@ -88,3 +88,15 @@ def test_german_request_gets_a_language_notice_not_a_verdict(real_matcher: Match
     with pytest.raises(NotEnglishError, match="German") as caught:
         real_matcher.classify(text)
     assert caught.value.language == "German"
+
+
+def test_no_eval_item_nearly_repeats_an_exemplar_or_a_dev_item(real_matcher: Matcher):
+    def texts(name: str) -> list[str]:
+        lines = (ROOT / "data/eval" / name).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line)["text"] for line in lines if line.strip()]
+
+    exemplars = real_matcher.exemplar_embeddings
+    dev = real_matcher.encoder.encode(texts("dev.jsonl"))
+    test = real_matcher.encoder.encode(texts("test.jsonl"))
+    assert float((dev @ exemplars.T).max()) <= 0.9
+    assert float(np.maximum((test @ exemplars.T).max(), (test @ dev.T).max())) <= 0.9
