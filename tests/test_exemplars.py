@@ -109,6 +109,10 @@ GOOD_HEADER = "id: robots\nname: Robots\ntier: progress\ndescription: Robots.\n"
             GOOD_HEADER + "colour: blue\nexemplars:\n  - a robot\n",
             r"robots\.yaml: unknown field 'colour'",
         ),
+        (
+            GOOD_HEADER + "exemplars:\n  - a robot\nexemplars:\n  - another robot\n",
+            r"robots\.yaml: invalid YAML at line 7, column 1: the key 'exemplars' is given twice",
+        ),
         (GOOD_HEADER + "exemplars: []\n", r"robots\.yaml: no exemplars: give an `exemplars` list"),
         (
             GOOD_HEADER + "groups:\n  - reads_like: tools\n    exemplars: []\n",
@@ -180,3 +184,8 @@ def test_from_examples_uses_the_taxonomy(tiny_set: ExemplarSet):
         ExemplarSet.from_examples(["  "], ["robots"], taxonomy=tiny_set)
     with pytest.raises(ExemplarError, match="2 texts for 1 labels"):
         ExemplarSet.from_examples(["a", "b"], ["robots"], taxonomy=tiny_set)
+
+
+def test_yml_files_are_read(tiny_dir: Path):
+    (tiny_dir / "robots.yaml").rename(tiny_dir / "robots.yml")
+    assert "robots" in ExemplarSet.from_directory(tiny_dir).category_ids

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -427,7 +427,7 @@ def load_exemplars(path: str | Path | None = None) -> ExemplarSet:
 
 def _validate(model: type[_Model], path: Path) -> _Model:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as error:
         raise ExemplarError(
             f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
@@ -444,6 +444,21 @@ def _validate(model: type[_Model], path: Path) -> _Model:
     except ValidationError as error:
         problems = "; ".join(dict.fromkeys(_describe(e, data) for e in error.errors()))
         raise ExemplarError(f"{path}: {problems}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe YAML loader, refusing a mapping that gives one key twice (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _describe(error: object, data: dict[str, object]) -> str:
