@@ -7,12 +7,14 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FakeEncoder
 
 import mlmatch.batch
 import mlmatch.cli
-from mlmatch import Classification, Matcher
+from mlmatch import Calibration, Classification, Matcher
 from mlmatch.batch import BASE_COLUMNS, output_columns
 from mlmatch.cli import main
 
@@ -372,3 +374,73 @@ def test_evaluate_unknown_label_is_explained(runner: CliRunner, tmp_path: Path):
     result = runner.invoke(main, ["evaluate", str(source), "-t", "text", "-l", "label"])
     assert result.exit_code == 2
     assert "labels[0] is 'robtos', which is no category id" in result.stderr
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+@pytest.fixture
+def built(monkeypatch, tiny_dir, tmp_path):
+    """`_matcher` as the CLI runs it, with the fake encoder and tiny exemplars slipped in."""
+    import mlmatch.matcher
+
+    real = mlmatch.matcher.Matcher
+
+    def build(**options):
+        options.update(model=None, exemplars=tiny_dir, encoder=FakeEncoder())
+        return real(**options, cache_dir=tmp_path / "cache")
+
+    monkeypatch.setattr(mlmatch.matcher, "Matcher", build)
+    return CliRunner()
+
+
+def _labelled_csv(path: Path) -> Path:
+    from test_calibration import LABELLED
+
+    rows = [[text, label or ""] for text, label in LABELLED]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["text", "label"], *rows])
+    return path
+
+
+def test_calibrate_writes_a_file_used_only_where_passed(built: CliRunner, tmp_path: Path):
+    source = _labelled_csv(tmp_path / "labelled.csv")
+    target = tmp_path / "calibration.json"
+    args = ["calibrate", str(source), "-t", "text", "-l", "label", "-o", str(target)]
+    result = built.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "on 32 labelled texts" in result.stdout
+    assert f"-> {target}" in result.stdout
+    fitted = Calibration.load(target)
+    assert fitted.n == 32 and fitted.threshold is not None
+    again = built.invoke(main, args)
+    assert again.exit_code == 2
+    assert "already exists; pass --overwrite" in again.stderr
+    report = json.loads(built.invoke(main, [*args, "--overwrite", "--json"]).stdout)
+    assert report["threshold"] == fitted.threshold
+
+    text = "pretrained robot"
+    plain = json.loads(built.invoke(main, ["classify", "--json", text]).stdout)
+    with_file = built.invoke(main, ["classify", "--json", text, "--calibration", str(target)])
+    assert with_file.exit_code == 0, with_file.output
+    calibrated = json.loads(with_file.stdout)
+    score = calibrated["matches"][0]["score"]
+    expected = round(float(fitted.calibrator(np.array([score]))[0]), 6)
+    assert calibrated["matches"][0]["confidence"] == expected
+    assert plain["matches"][0]["confidence"] != expected
+
+
+def test_a_bad_calibration_file_is_one_line_exit_2(built: CliRunner, tmp_path: Path):
+    bad = tmp_path / "calibration.json"
+    bad.write_text("{}", encoding="utf-8")
+    result = built.invoke(main, ["classify", "robot arm", "--calibration", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"mlmatch: error: {bad} is not an mlmatch calibration file"
+    small = tmp_path / "small.csv"
+    small.write_text("text,label\nrobot arm,robots\n", encoding="utf-8")
+    result = built.invoke(
+        main, ["calibrate", str(small), "-t", "text", "-l", "label", "-o", str(bad), "--overwrite"]
+    )
+    assert result.exit_code == 2
+    assert "calibration needs at least 30 labelled texts, got 1" in result.stderr
+    assert bad.read_text(encoding="utf-8") == "{}"

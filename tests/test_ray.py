@@ -17,8 +17,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import TINY, FakeEncoder, write_exemplar_dir
+from test_calibration import LABELS, TEXTS
 
 import mlmatch.ray as mlmatch_ray
+from mlmatch import Calibration, CalibrationError, Matcher
 from mlmatch.batch import output_columns, score_records
 from mlmatch.cli import main
 from mlmatch.errors import DataFileError
@@ -318,3 +321,38 @@ def test_cli_engine_ray_overwrite_semicolons_and_blank_rows(cluster, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert pq.read_table(blank).num_rows == 3  # the blank line is a row, as the local engine has it
+
+
+def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
+    seen: dict = {}
+
+    def fake_score_files(*args, **kwargs):
+        seen.update(kwargs)
+        return mlmatch_ray.RaySummary(1, 1, 0, 0, 0.1, "out", 1)
+
+    monkeypatch.setattr(mlmatch_ray, "score_files", fake_score_files)
+    source = tmp_path / "in.csv"
+    source.write_text("text\nforecast demand\n")
+    args = ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text("{}")
+    extra = ["--calibration", str(calibration), "--no-language-check", "-q"]
+    result = CliRunner().invoke(main, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    assert seen["calibration"] == str(calibration)
+    assert seen["check_language"] is False
+
+
+def test_actors_get_the_calibration_read_on_the_driver(tiny_dir, tmp_path: Path):
+    matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), use_cache=False)
+    path = matcher.calibrate(TEXTS, LABELS).save(tmp_path / "calibration.json")
+    options = mlmatch_ray.actor_options(exemplars=tiny_dir, calibration=path)
+    assert isinstance(options["calibration"], Calibration)
+    options.update(encoder=FakeEncoder(), use_cache=False, model=None, backend=None)
+    scorer = DatasetScorer(["text"], matcher_options=options)
+    assert scorer.matcher.threshold == matcher.threshold
+    texts = ["pretrained robot", "weekly sales forecast", "cake forecast"]
+    assert scorer.matcher.classify_many(texts) == matcher.classify_many(texts)
+    other = write_exemplar_dir(tmp_path / "other", {**TINY, "none": ("none", ["a poem"])})
+    with pytest.raises(CalibrationError, match="fitted for other exemplars"):
+        mlmatch_ray.actor_options(exemplars=other, calibration=path)

@@ -8,9 +8,11 @@
 Importing this package is cheap: the model loads on the first classification.
 """
 
+from mlmatch.calibration import Calibration
 from mlmatch.diagnostics import HealthReport, diagnose
 from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mlmatch.errors import (
+    CalibrationError,
     DataFileError,
     ExemplarError,
     MlmatchError,
@@ -29,6 +31,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "NONE_LABEL",
     "Aggregation",
+    "Calibration",
+    "CalibrationError",
     "Category",
     "Classification",
     "DataFileError",

@@ -1,4 +1,4 @@
-"""The ``mlmatch`` command line: classify, score, categories, evaluate.
+"""The ``mlmatch`` command line: classify, score, categories, evaluate, calibrate.
 
 A thin layer over the library: it parses options, renders results, and turns library errors into
 one-line messages with exit code 2 (1 for unexpected errors; ``--debug`` shows tracebacks).
@@ -119,6 +119,13 @@ def matcher_options(command: F) -> F:
             help="Abstain below this score.",
         ),
         click.option(
+            "--calibration",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Calibration file written by `mlmatch calibrate`: its confidence and threshold "
+            "(default: confidence cross-fitted on the exemplars, threshold 0.22).",
+        ),
+        click.option(
             "--batch-size",
             type=click.IntRange(min=1),
             default=None,
@@ -164,6 +171,7 @@ def _matcher(
     threads: int | None = None,
     max_chars: int | None = None,
     no_language_check: bool = False,
+    calibration: str | None = None,
 ) -> Any:
     from mlmatch.matcher import Matcher
 
@@ -173,6 +181,7 @@ def _matcher(
         exemplars=exemplars,
         batch_size=batch_size,
         threshold=threshold,
+        calibration=True if calibration is None else calibration,
         backend=backend,
         threads=threads,
         check_language=not no_language_check,
@@ -496,6 +505,7 @@ def _score_on_ray(
             exemplars=options["exemplars"],
             threshold=options["threshold"],
             backend=options["backend"],
+            **({} if options["calibration"] is None else {"calibration": options["calibration"]}),
             **({} if options["max_chars"] is None else {"max_chars": options["max_chars"] or None}),
             **({"check_language": False} if options["no_language_check"] else {}),
         )
@@ -623,14 +633,29 @@ def evaluate(
     **options: Any,
 ) -> None:
     """Measure accuracy on a labelled file: per category, confusion, misclassified rows."""
-    from mlmatch.batch import column_positions
     from mlmatch.evaluation import evaluate as run_evaluation
+
+    texts, labels = _read_labelled(input_path, text_column, label_column, input_format)
+    report = run_evaluation(texts, labels, _matcher(**options))
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(report.format(max_errors=max_errors))
+
+
+def _read_labelled(
+    input_path: str, text_column: str, label_column: str, input_format: str | None
+) -> tuple[list[str], list[str | None]]:
+    """Texts and labels of a labelled table; rows without text are skipped, with a note."""
+    from mlmatch.batch import column_positions
     from mlmatch.tables import detect_format, open_reader
 
     reader = open_reader(input_path, detect_format(input_path, input_format))
+    texts: list[str] = []
+    labels: list[str | None] = []
+    skipped: list[int] = []
     try:
         positions = column_positions(reader, [text_column, label_column], input_path)
-        texts, labels, skipped = [], [], []
         row_number = 0
         for chunk in reader.chunks(4096):
             for record in chunk:
@@ -647,11 +672,80 @@ def evaluate(
     if skipped:
         shown = ", ".join(map(str, skipped[:10])) + (" …" if len(skipped) > 10 else "")
         click.echo(f"mlmatch: skipped {len(skipped)} rows without text (rows {shown})", err=True)
-    report = run_evaluation(texts, labels, _matcher(**options))
+    return texts, labels
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+@main.command()
+@click.argument("input_path", metavar="LABELLED")
+@click.option("-t", "--text-column", required=True, help="Column holding the text.")
+@click.option(
+    "-l",
+    "--label-column",
+    required=True,
+    help="Column holding the true category id ('none' or empty: no category).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Calibration file to write (JSON); use it with --calibration.",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=FORMATS,
+    default=None,
+    help="Input format (default: from the file suffix).",
+)
+@click.option(
+    "--no-threshold",
+    is_flag=True,
+    help="Fit the confidence only; the file then leaves the threshold as it is.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was fitted as JSON.")
+@matcher_options
+def calibrate(
+    input_path: str,
+    text_column: str,
+    label_column: str,
+    output_path: str,
+    input_format: str | None,
+    no_threshold: bool,
+    overwrite: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Fit confidence and the abstention threshold on a labelled file, into a calibration file.
+
+    Nothing else changes: the file applies only where it is passed, as --calibration FILE (or
+    Matcher(calibration=FILE)), and only with the same model, exemplars and scoring settings.
+    """
+    output = Path(output_path)
+    if output.exists() and not overwrite:
+        raise DataFileError(f"{output} already exists; pass --overwrite to replace it")
+    if output.resolve() == Path(input_path).resolve():
+        raise DataFileError("the output must not be the labelled input")
+    texts, labels = _read_labelled(input_path, text_column, label_column, input_format)
+    fitted = _matcher(**options).calibrate(texts, labels, fit_threshold=not no_threshold)
+    fitted.save(output)
+    report = fitted.report
     if as_json:
         click.echo(report.model_dump_json(indent=2))
-    else:
-        click.echo(report.format(max_errors=max_errors))
+        return
+    others = ", ".join(f"{m} {b:.4f}" for m, b in report.brier.items() if m != report.method)
+    threshold = "kept as it is" if report.threshold is None else f"{report.threshold:.2f}"
+    click.echo(
+        f"mlmatch: fitted {report.method} confidence on {report.n:,} labelled texts "
+        f"(held-out Brier {report.brier[report.method]:.4f}"
+        + (f"; {others}" if others else "")
+        + f"), threshold {threshold} -> {output}"
+    )
 
 
 # ----------------------------------------------------------------------------- tune

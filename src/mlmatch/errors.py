@@ -7,6 +7,7 @@ data, ``RuntimeError`` for a model that cannot be loaded), so ``except ValueErro
 from __future__ import annotations
 
 __all__ = [
+    "CalibrationError",
     "DataFileError",
     "ExemplarError",
     "MlmatchError",
@@ -29,6 +30,10 @@ class ModelLoadError(MlmatchError, RuntimeError):
 
 class DataFileError(MlmatchError, ValueError):
     """A table to score or evaluate cannot be read or written as asked."""
+
+
+class CalibrationError(MlmatchError, ValueError):
+    """A calibration cannot be fitted from the texts given, read, or used with this matcher."""
 
 
 class NotEnglishError(MlmatchError, ValueError):

@@ -12,12 +12,17 @@ import numpy as np
 
 from mlmatch.adapter import Adapter, find_adapter
 from mlmatch.cache import EmbeddingCache, cache_key, default_cache_dir
-from mlmatch.calibration import Calibrator, choose_calibrator
+from mlmatch.calibration import (
+    Calibration,
+    Calibrator,
+    check_calibration_set,
+    choose_calibrator,
+)
 from mlmatch.encoders import DEFAULT_BATCH_SIZE, Backend, Encoder, load_encoder
 from mlmatch.errors import NotEnglishError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.language import detect_language
-from mlmatch.models import CalibrationReport, Category, Classification, Evidence, Match
+from mlmatch.models import Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
 from mlmatch.text import clean_text, clean_texts, split_sentences
 
@@ -73,10 +78,12 @@ class Matcher:
             the matcher abstains.
         description_weight: Weight in [0, 1] of the similarity to the category descriptions.
         threshold: Abstain when the best category scores below this. ``None`` takes the
-            threshold saved by :meth:`calibrate`, else :data:`DEFAULT_THRESHOLD`.
-        calibration: Give each match a calibrated ``confidence``. The calibration is fitted
-            once from the exemplars by cross-fitting (or by :meth:`calibrate` on labelled
-            texts) and cached.
+            threshold of a given ``calibration`` that has one, else :data:`DEFAULT_THRESHOLD`.
+        calibration: How each match gets a calibrated ``confidence``. ``True``: fitted from the
+            exemplars alone by cross-fitting, once, and cached. A :class:`~mlmatch.Calibration`
+            or the path of one saved by :meth:`Calibration.save <mlmatch.Calibration.save>`:
+            that fit (and its threshold, if it has one), refused when fitted for another
+            model, other exemplars or other scoring settings. ``False``: no confidence.
         cache_dir: Where exemplar embeddings are cached (default: see
             :func:`~mlmatch.cache.default_cache_dir`); ``use_cache=False`` disables caching.
         batch_size: Texts per encoder batch; default: the encoder's preference (256 for torch on
@@ -112,7 +119,7 @@ class Matcher:
         use_none: bool = True,
         description_weight: float = DEFAULT_DESCRIPTION_WEIGHT,
         threshold: float | None = None,
-        calibration: bool = True,
+        calibration: bool | str | Path | Calibration = True,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
         batch_size: int | None = None,
@@ -141,6 +148,14 @@ class Matcher:
         except ValueError:
             known = ", ".join(a.value for a in Aggregation)
             raise ValueError(f"unknown aggregation {aggregation!r}; use one of {known}") from None
+        # A calibration file is read first, so a bad one fails before the model loads.
+        given = (
+            Calibration.load(calibration)
+            if isinstance(calibration, (str, Path))
+            else calibration
+            if isinstance(calibration, Calibration)
+            else None
+        )
 
         self.exemplars = (
             exemplars if isinstance(exemplars, ExemplarSet) else load_exemplars(exemplars)
@@ -160,6 +175,8 @@ class Matcher:
             )
         )
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        if given is not None and threshold is None and given.threshold is not None:
+            self.threshold = given.threshold
         self.batch_size: int = (
             batch_size
             if batch_size is not None
@@ -173,6 +190,12 @@ class Matcher:
 
         # Class indices: the categories in taxonomy order, then `none` when it competes.
         self._class_ids = [*self.exemplars.category_ids] + ([NONE_LABEL] if self.use_none else [])
+        self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
+        if given is not None:
+            source = str(calibration) if isinstance(calibration, (str, Path)) else ""
+            given.check(
+                self.encoder.model_id, self.exemplars.content_hash, self.scoring_id, source=source
+            )
         index = {label: i for i, label in enumerate(self._class_ids)}
         self._labels = np.array([index.get(label, -1) for label in self.exemplars.labels])
         self._embeddings, self._descriptions, self._context = self._embed_exemplars()
@@ -190,11 +213,12 @@ class Matcher:
             ],
             dtype=np.int64,
         )
-        self._scorer = Scorer(aggregation, k=k, description_weight=description_weight)
         self._fit_scorer(self._descriptions)
         self.calibrator: Calibrator | None = None
-        if calibration:
-            self._load_calibration(explicit_threshold=threshold is not None)
+        if given is not None:
+            self.calibrator = given.calibrator
+        elif calibration:
+            self._load_calibration()
 
     # ----------------------------------------------------------------- public API
 
@@ -282,12 +306,15 @@ class Matcher:
         labels: Sequence[str | None],
         *,
         fit_threshold: bool = True,
-    ) -> CalibrationReport:
-        """Refit confidence (and the abstention threshold) on labelled texts, and save both.
+    ) -> Calibration:
+        """Fit confidence (and the abstention threshold) on labelled texts; use it here only.
 
         ``labels`` are category ids, with ``none``, ``""`` or ``None`` for no category. The fit
-        is stored with the exemplar cache, so later matchers with the same model, exemplars
-        and settings load it.
+        applies to this matcher and is returned; nothing is saved anywhere else. Keep it with
+        :meth:`Calibration.save <mlmatch.Calibration.save>` and pass it, or its file, as
+        ``Matcher(calibration=...)`` where it should apply. Sets smaller than
+        :data:`~mlmatch.calibration.MIN_CALIBRATION_TEXTS` texts (or with too few texts of one
+        outcome) raise :class:`~mlmatch.errors.CalibrationError`.
         """
         from mlmatch.evaluation import normalize_labels
 
@@ -295,17 +322,30 @@ class Matcher:
         truth = np.array(normalize_labels(labels, self.exemplars.category_ids))
         if len(truth) != len(originals):
             raise ValueError(f"{len(originals)} texts but {len(truth)} labels")
+        n_none = int((truth == NONE_LABEL).sum())
+        check_calibration_set(len(truth), len(truth) - n_none, n_none, fit_threshold=fit_threshold)
         scores = self.scores(originals)
         calibrator, brier = self._fit_calibration(scores, truth)
-        if fit_threshold:
-            self.threshold = self._best_threshold(scores, truth)
+        threshold = self._best_threshold(scores, truth) if fit_threshold else None
+        if threshold is not None:
+            self.threshold = threshold
         self.calibrator = calibrator
-        self._cache.save(
-            self._calibration_key(),
-            {**calibrator.to_arrays(), "threshold": np.array([self.threshold])},
+        return Calibration(
+            calibrator=calibrator,
+            threshold=threshold,
+            model_id=self.encoder.model_id,
+            exemplars_hash=self.exemplars.content_hash,
+            scoring=self.scoring_id,
+            brier=brier,
+            n=len(truth),
         )
-        return CalibrationReport(
-            method=calibrator.method.value, brier=brier, threshold=self.threshold, n=len(truth)
+
+    @property
+    def scoring_id(self) -> str:
+        """The settings that shape the scores; a calibration holds only for the same ones."""
+        return (
+            f"{self.aggregation.value}|k={self._scorer.k}|use_none={self.use_none}"
+            f"|w={self._scorer.description_weight}|C={self._scorer.linear_c}"
         )
 
     def __repr__(self) -> str:
@@ -424,21 +464,21 @@ class Matcher:
             self._cache.save(key, scorer.linear_state())
 
     def _calibration_key(self) -> str:
+        # "exemplar-calibration", not "calibration": entries under the old name may hold a
+        # threshold fitted on someone's labelled texts (issue 11), and must never be read again.
         return cache_key(
-            "calibration",
+            "exemplar-calibration",
             self.encoder.model_id,
             self.exemplars.content_hash,
-            f"{self.aggregation.value}|k={self._scorer.k}|use_none={self.use_none}"
-            f"|w={self._scorer.description_weight}|C={self._scorer.linear_c}",
+            self.scoring_id,
         )
 
-    def _load_calibration(self, *, explicit_threshold: bool) -> None:
+    def _load_calibration(self) -> None:
+        """The calibration cross-fitted on the exemplars alone (cached; it carries no threshold)."""
         saved = self._cache.load(self._calibration_key())
         if saved is not None:
             try:
                 self.calibrator = Calibrator.from_arrays(saved)
-                if not explicit_threshold and np.isfinite(saved["threshold"][0]):
-                    self.threshold = float(saved["threshold"][0])
                 return
             except (KeyError, IndexError, ValueError):
                 logger.warning("ignoring an unreadable calibration entry; refitting it")
@@ -448,10 +488,7 @@ class Matcher:
         except ValueError as error:
             logger.warning("no calibrated confidence: %s", error)
             return
-        self._cache.save(
-            self._calibration_key(),
-            {**self.calibrator.to_arrays(), "threshold": np.array([np.nan])},
-        )
+        self._cache.save(self._calibration_key(), self.calibrator.to_arrays())
 
     def cross_fitted_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Each exemplar scored by a scorer fitted without its fold (stratified k-fold).

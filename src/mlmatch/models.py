@@ -101,5 +101,7 @@ class CalibrationReport(_Frozen):
 
     method: str = Field(description="The calibration method kept: isotonic or platt.")
     brier: dict[str, float] = Field(description="Held-out Brier score of each method tried.")
-    threshold: float = Field(description="The abstention threshold now in use.")
+    threshold: float | None = Field(
+        description="The abstention threshold fitted on the texts (None when not fitted)."
+    )
     n: int = Field(description="Number of labelled texts used.")

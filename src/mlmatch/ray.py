@@ -34,6 +34,7 @@ from mlmatch.batch import (
     refuse_added_columns,
     score_records,
 )
+from mlmatch.calibration import Calibration
 from mlmatch.encoders import available_cores
 from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
@@ -49,6 +50,7 @@ __all__ = [
     "RayNotInstalledError",
     "RaySummary",
     "RowCountError",
+    "actor_options",
     "require_ray",
     "score_dataset",
     "score_files",
@@ -155,6 +157,8 @@ def score_dataset(
     exemplars: str | Path | ExemplarSet | None = None,
     threshold: float | None = None,
     max_chars: int | EllipsisType | None = ...,
+    calibration: bool | str | Path | Calibration = True,
+    check_language: bool = True,
     cache_dir: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
     concurrency: int | None = None,
@@ -176,6 +180,10 @@ def score_dataset(
         model: A local model folder the workers can read; default: the bundled model.
         threshold: Abstain below this score; default: the matcher's.
         max_chars: Longest text accepted (``None``: any length); default: the matcher's.
+        calibration: As for :class:`~mlmatch.Matcher`. A file is read here, on the driver, and
+            its content sent to every actor, so all of them use the same fit (never one from a
+            worker's own cache) and the workers need not see the file.
+        check_language: Refuse text that is clearly not English (see :class:`~mlmatch.Matcher`).
         exemplars: An exemplar folder (read here, on the driver, and sent to the actors, so the
             workers need not see it) or an :class:`~mlmatch.ExemplarSet`; default: bundled.
         cache_dir: Cache folder on the workers; default: each worker's own default
@@ -201,19 +209,17 @@ def score_dataset(
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     _check_columns(ds, columns, output_columns(top))
-    if isinstance(exemplars, (str, Path)):
-        exemplars = load_exemplars(exemplars)
-    options: dict[str, Any] = {
-        "backend": backend,
-        "model": model,
-        "exemplars": exemplars,
-        "threshold": threshold,
-        "threads": num_cpus,
-    }
-    if cache_dir is not None:
-        options["cache_dir"] = str(cache_dir)
-    if max_chars is not ...:
-        options["max_chars"] = max_chars
+    options = actor_options(
+        backend=backend,
+        model=model,
+        exemplars=exemplars,
+        threshold=threshold,
+        max_chars=max_chars,
+        calibration=calibration,
+        check_language=check_language,
+        cache_dir=cache_dir,
+        threads=num_cpus,
+    )
     if not ray.is_initialized():
         ray.init()
     cpus, fits = _actor_room(ray, num_cpus)
@@ -240,6 +246,45 @@ def score_dataset(
         num_cpus=num_cpus,
         num_gpus=num_gpus or None,
     )
+
+
+def actor_options(
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    exemplars: str | Path | ExemplarSet | None = None,
+    threshold: float | None = None,
+    max_chars: int | EllipsisType | None = ...,
+    calibration: bool | str | Path | Calibration = True,
+    check_language: bool = True,
+    cache_dir: str | Path | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """The :class:`~mlmatch.Matcher` arguments each actor gets, with files read on the driver."""
+    if isinstance(exemplars, (str, Path)):
+        exemplars = load_exemplars(exemplars)
+    if isinstance(calibration, (str, Path)):
+        calibration = Calibration.load(calibration)
+    if isinstance(calibration, Calibration):
+        # Other exemplars are refused here, before any actor starts; the model is checked by
+        # each actor, which loads it.
+        loaded = exemplars if exemplars is not None else load_exemplars()
+        if loaded.content_hash != calibration.exemplars_hash:
+            calibration.check(calibration.model_id, loaded.content_hash, calibration.scoring)
+    options: dict[str, Any] = {
+        "backend": backend,
+        "model": model,
+        "exemplars": exemplars,
+        "threshold": threshold,
+        "threads": threads,
+        "calibration": calibration,
+        "check_language": check_language,
+    }
+    if cache_dir is not None:
+        options["cache_dir"] = str(cache_dir)
+    if max_chars is not ...:
+        options["max_chars"] = max_chars
+    return options
 
 
 def _actor_room(ray: Any, cpus_per_actor: int) -> tuple[int, int]:
