@@ -763,7 +763,8 @@ def calibrate(
     "dev_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help='Labelled JSON Lines ({"text": ..., "label": ...}) to measure before and after.',
+    help="Labelled file (CSV, TSV, JSON Lines, Parquet, xlsx) with columns text and label, "
+    "measured before and after.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 1.")
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="Default: 8.")
@@ -805,7 +806,7 @@ def tune(
         if done == total:
             bar.render_finish()
 
-    dev = _read_labelled_jsonl(dev_file) if dev_file else None
+    dev = _read_labelled(dev_file, "text", "label", None) if dev_file else None
     report = run_tune(
         exemplar_dir, model=model, dev=dev, settings=settings, progress=progress, save=not dry_run
     )
@@ -828,21 +829,3 @@ def tune(
         existing = find_adapter(load_exemplars(exemplar_dir).source)
         if existing is not None:
             click.echo(f"mlmatch: the adapter already in {existing.folder} stays in use")
-
-
-def _read_labelled_jsonl(path: str) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                texts.append(str(item["text"]))
-                labels.append(str(item.get("label") or "none"))
-            except (ValueError, KeyError, TypeError):
-                raise click.BadParameter(
-                    f"line {number} is not a JSON object with a text and a label",
-                    param_hint="--dev",
-                ) from None
-    return texts, labels

@@ -104,7 +104,7 @@ def tune(
     folder: str | Path | None = None,
     *,
     model: str | Path | None = None,
-    dev: tuple[Sequence[str], Sequence[str]] | None = None,
+    dev: tuple[Sequence[str], Sequence[str | None]] | None = None,
     settings: TuneSettings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     save: bool = True,
@@ -175,7 +175,7 @@ def _split(exemplars: ExemplarSet, settings: TuneSettings) -> tuple[list[int], l
 def _measurements(
     exemplars: ExemplarSet,
     held: list[int],
-    dev: tuple[Sequence[str], Sequence[str]] | None,
+    dev: tuple[Sequence[str], Sequence[str | None]] | None,
     pool: ContextPool,
     settings: TuneSettings,
 ) -> dict[str, tuple[list[str], list[str]]]:
