@@ -18,13 +18,14 @@ from mlmatch.calibration import (
     check_calibration_set,
     choose_calibrator,
 )
+from mlmatch.context import CONTEXT_RECHECK, CONTEXT_SIMILARITY, strip_context
 from mlmatch.encoders import DEFAULT_BATCH_SIZE, Backend, Encoder, load_encoder
 from mlmatch.errors import NotEnglishError
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.language import detect_language
 from mlmatch.models import Category, Classification, Evidence, Match
 from mlmatch.scoring import Aggregation, Scorer, decide
-from mlmatch.text import clean_text, clean_texts, split_sentences
+from mlmatch.text import clean_text, clean_texts
 
 __all__ = [
     "DEFAULT_AGGREGATION",
@@ -45,14 +46,6 @@ DEFAULT_THRESHOLD = 0.22
 # Two categories whose scores differ by less than this are reported as a near tie.
 AMBIGUITY_MARGIN = 0.1
 EVIDENCE_PER_MATCH = 3
-# A sentence of a query this close (cosine) to a sentence of the exemplar folder's context pool is
-# left out before the query is scored. Chosen on the dev set wrapped in a separate pool
-# (data/eval/context.yaml): 0.4 kept the label of 92% of wrapped items against 87% without
-# stripping, at 0.6 points of bare dev top-1; 0.5-0.7 kept fewer (benchmarks/judgement.py).
-CONTEXT_SIMILARITY = 0.4
-# Only answers that abstain or score below this are checked for context sentences: neutral
-# context pulls towards `none`, and checking every text cost 40% of the throughput.
-CONTEXT_RECHECK = 0.5
 # Nearest grouped counter-examples that vote on what an abstained text reads like.
 READS_LIKE_NEIGHBOURS = 5
 DEFAULT_MAX_CHARS = 100_000
@@ -411,33 +404,15 @@ class Matcher:
         return embeddings, descriptions, context
 
     def _strip_context(self, cleaned: Sequence[str], batch_size: int) -> list[str]:
-        """Drop the sentences of each text that read like the folder's neutral context.
-
-        A greeting, a sign-off or a line about the company says nothing about the problem but
-        pulls a short request towards `none`; a sentence as close as CONTEXT_SIMILARITY to one of
-        the context pool's sentences is left out (a text keeps at least one sentence).
-        """
-        texts = list(cleaned)
-        if not len(self._context):
-            return texts
-        pieces = [split_sentences(text) for text in texts]
-        several = [i for i, parts in enumerate(pieces) if len(parts) > 1]
-        if not several:
-            return texts
-        flat = [sentence for i in several for sentence in pieces[i]]
-        closeness = (self.encoder.encode(flat, batch_size=batch_size) @ self._context.T).max(1)
-        start = 0
-        for i in several:
-            parts = pieces[i]
-            kept = [
-                part
-                for part, near in zip(parts, closeness[start : start + len(parts)], strict=True)
-                if self.context_similarity is None or near < self.context_similarity
-            ]
-            start += len(parts)
-            if kept and len(kept) < len(parts):
-                texts[i] = " ".join(kept)
-        return texts
+        """The texts without their sentences that read like the folder's neutral context."""
+        if self.context_similarity is None:
+            return list(cleaned)
+        return strip_context(
+            cleaned,
+            lambda sentences: self.encoder.encode(sentences, batch_size=batch_size),
+            self._context,
+            self.context_similarity,
+        )
 
     def _fit_scorer(self, descriptions: np.ndarray) -> None:
         scorer = self._scorer
