@@ -170,3 +170,22 @@ def dev_set() -> list[tuple[str, str]]:
 
     lines = (ROOT / "data" / "eval" / "dev.jsonl").read_text(encoding="utf-8").splitlines()
     return [(item["text"], item["label"]) for item in map(json.loads, filter(None, lines))]
+
+
+@pytest.fixture
+def fake_matcher(tiny_set: ExemplarSet, fake_encoder: FakeEncoder):
+    """A matcher on the tiny exemplar set and the fake encoder, without a cache."""
+    from mlmatch import Matcher
+
+    return Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, fake_matcher):
+    """A click test runner whose commands classify with ``fake_matcher``."""
+    from click.testing import CliRunner
+
+    import mlmatch.cli
+
+    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: fake_matcher)
+    return CliRunner()

@@ -14,20 +14,9 @@ from conftest import FakeEncoder
 
 import mlmatch.batch
 import mlmatch.cli
-from mlmatch import Calibration, Classification, Matcher
+from mlmatch import Calibration, Classification
 from mlmatch.batch import BASE_COLUMNS, output_columns
 from mlmatch.cli import main
-
-
-@pytest.fixture
-def fake_matcher(tiny_set, fake_encoder) -> Matcher:
-    return Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
-
-
-@pytest.fixture
-def runner(monkeypatch, fake_matcher) -> CliRunner:
-    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: fake_matcher)
-    return CliRunner()
 
 
 def read_csv(path: Path) -> list[list[str]]:

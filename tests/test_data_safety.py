@@ -32,17 +32,6 @@ from mlmatch.outputs import lock_output
 ERROR = len(BASE_COLUMNS) - 1  # mlmatch_error, last of the added columns
 
 
-@pytest.fixture
-def fake_matcher(tiny_set, fake_encoder) -> Matcher:
-    return Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
-
-
-@pytest.fixture
-def runner(monkeypatch, fake_matcher) -> CliRunner:
-    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: fake_matcher)
-    return CliRunner()
-
-
 def read_csv(path: Path, delimiter: str = ",") -> list[list[str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
