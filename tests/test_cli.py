@@ -359,10 +359,12 @@ def test_evaluate_prints_report_and_json(runner: CliRunner, tmp_path: Path):
 
 def test_evaluate_unknown_label_is_explained(runner: CliRunner, tmp_path: Path):
     source = tmp_path / "labelled.csv"
-    source.write_text("text,label\nrobot arm,robtos\n", encoding="utf-8")
+    source.write_text("text,label\nrobot arm,robots\n,\nrobot hand,robtos\n", encoding="utf-8")
     result = runner.invoke(main, ["evaluate", str(source), "-t", "text", "-l", "label"])
     assert result.exit_code == 2
-    assert "labels[0] is 'robtos', which is no category id" in result.stderr
+    assert "row 3 (counting from the first after the header) has the label 'robtos'" in (
+        result.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- calibrate

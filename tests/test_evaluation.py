@@ -66,3 +66,19 @@ def test_label_spellings_and_errors(tiny_set, fake_encoder):
         evaluate(TEXTS[:2], ["robots", "robotz"], matcher)
     with pytest.raises(ValueError, match="2 texts but 1 labels"):
         evaluate(TEXTS[:2], ["robots"], matcher)
+
+
+def test_calibration_error_measures_the_stated_confidence(tiny_set, fake_encoder):
+    from mlmatch.evaluation import report_from_results
+
+    matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+    results = matcher.classify_many(TEXTS)
+    assert all(r.matches[0].confidence is not None for r in results)
+    report = report_from_results(results, LABELS, matcher.exemplars.category_ids)
+    confidence = np.array([r.matches[0].confidence for r in results])
+    top_right = np.array([r.matches[0].category.id == t for r, t in zip(results, LABELS)])
+    assert report.expected_calibration_error == pytest.approx(
+        expected_calibration_error(confidence, top_right)
+    )
+    scores = np.array([r.score for r in results])
+    assert not np.allclose(confidence, scores)

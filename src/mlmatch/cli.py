@@ -635,8 +635,10 @@ def evaluate(
     """Measure accuracy on a labelled file: per category, confusion, misclassified rows."""
     from mlmatch.evaluation import evaluate as run_evaluation
 
-    texts, labels = _read_labelled(input_path, text_column, label_column, input_format)
-    report = run_evaluation(texts, labels, _matcher(**options))
+    texts, labels, rows = _read_labelled(input_path, text_column, label_column, input_format)
+    matcher = _matcher(**options)
+    _check_labels(labels, rows, matcher.exemplars.category_ids, input_path)
+    report = run_evaluation(texts, labels, matcher)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
@@ -645,14 +647,18 @@ def evaluate(
 
 def _read_labelled(
     input_path: str, text_column: str, label_column: str, input_format: str | None
-) -> tuple[list[str], list[str | None]]:
-    """Texts and labels of a labelled table; rows without text are skipped, with a note."""
+) -> tuple[list[str], list[str | None], list[int]]:
+    """Texts, labels and row numbers of a labelled table.
+
+    Rows without text are skipped, with a note; rows count from 1, the first after the header.
+    """
     from mlmatch.batch import column_positions
     from mlmatch.tables import detect_format, open_reader
 
     reader = open_reader(input_path, detect_format(input_path, input_format))
     texts: list[str] = []
     labels: list[str | None] = []
+    rows: list[int] = []
     skipped: list[int] = []
     try:
         positions = column_positions(reader, [text_column, label_column], input_path)
@@ -667,12 +673,29 @@ def _read_labelled(
                 texts.append(text)
                 label = reader.value(record, positions[1])
                 labels.append(None if label is None else str(label))
+                rows.append(row_number)
     finally:
         reader.close()
     if skipped:
         shown = ", ".join(map(str, skipped[:10])) + (" …" if len(skipped) > 10 else "")
         click.echo(f"mlmatch: skipped {len(skipped)} rows without text (rows {shown})", err=True)
-    return texts, labels
+    return texts, labels, rows
+
+
+def _check_labels(
+    labels: list[str | None], rows: list[int], known: tuple[str, ...], path: str
+) -> None:
+    """Refuse a label that is no category id, naming its row in the file."""
+    from mlmatch.evaluation import normalize_labels
+
+    for label, row in zip(labels, rows, strict=True):
+        try:
+            normalize_labels([label], known)
+        except ValueError:
+            raise DataFileError(
+                f"{path}: row {row} (counting from the first after the header) has the label "
+                f"{label!r}, which is no category id; use one of {', '.join(known)} or none"
+            ) from None
 
 
 # ----------------------------------------------------------------------------- calibrate
@@ -731,8 +754,10 @@ def calibrate(
         raise DataFileError(f"{output} already exists; pass --overwrite to replace it")
     if output.resolve() == Path(input_path).resolve():
         raise DataFileError("the output must not be the labelled input")
-    texts, labels = _read_labelled(input_path, text_column, label_column, input_format)
-    fitted = _matcher(**options).calibrate(texts, labels, fit_threshold=not no_threshold)
+    texts, labels, rows = _read_labelled(input_path, text_column, label_column, input_format)
+    matcher = _matcher(**options)
+    _check_labels(labels, rows, matcher.exemplars.category_ids, input_path)
+    fitted = matcher.calibrate(texts, labels, fit_threshold=not no_threshold)
     fitted.save(output)
     report = fitted.report
     if as_json:
@@ -789,6 +814,7 @@ def tune(
     """
     from dataclasses import replace
 
+    from mlmatch.exemplars import load_exemplars
     from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
@@ -806,7 +832,11 @@ def tune(
         if done == total:
             bar.render_finish()
 
-    dev = _read_labelled(dev_file, "text", "label", None) if dev_file else None
+    dev = None
+    if dev_file:
+        texts, labels, rows = _read_labelled(dev_file, "text", "label", None)
+        _check_labels(labels, rows, load_exemplars(exemplar_dir).category_ids, dev_file)
+        dev = texts, labels
     report = run_tune(
         exemplar_dir, model=model, dev=dev, settings=settings, progress=progress, save=not dry_run
     )
@@ -824,7 +854,6 @@ def tune(
         )
     if not report.kept:
         from mlmatch.adapter import find_adapter
-        from mlmatch.exemplars import load_exemplars
 
         existing = find_adapter(load_exemplars(exemplar_dir).source)
         if existing is not None:

@@ -68,7 +68,9 @@ class EvaluationReport(BaseModel):
     none_precision: float = Field(description="Share of abstentions whose true label is none.")
     none_recall: float = Field(description="Share of `none` items on which the matcher abstained.")
     expected_calibration_error: float = Field(
-        description="Mean gap between the top score and accuracy, over 10 equal-width bins."
+        description="Mean gap, over 10 equal-width bins, between the best category's calibrated "
+        "confidence (its score when the matcher has no calibration) and how often that category "
+        "is the true label."
     )
     per_category: dict[str, CategoryMetrics]
     labels: list[str] = Field(description="Row and column order of the confusion matrix.")
@@ -229,7 +231,13 @@ def report_from_results(
         for i, (t, p, r) in enumerate(zip(truth, predicted, results, strict=True))
         if t != p
     ]
-    confidence = np.array([r.score for r in results])
+    # The confidence a match states is "this category is the right one", so it is checked
+    # against that, abstentions included.
+    top = [r.matches[0] for r in results]
+    confidence = np.array(
+        [m.confidence if m.confidence is not None else m.score for m in top], dtype=float
+    )
+    top_right = np.array([m.category.id == t for m, t in zip(top, truth, strict=True)])
     return EvaluationReport(
         n=n,
         accuracy=float(correct.mean()),
@@ -237,7 +245,7 @@ def report_from_results(
         macro_f1=float(np.mean([f1[i] for i in present])),
         none_precision=per_category[NONE_LABEL].precision,
         none_recall=per_category[NONE_LABEL].recall,
-        expected_calibration_error=expected_calibration_error(confidence, correct),
+        expected_calibration_error=expected_calibration_error(confidence, top_right),
         per_category=per_category,
         labels=labels,
         confusion=confusion.tolist(),
