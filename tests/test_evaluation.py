@@ -76,7 +76,9 @@ def test_calibration_error_measures_the_stated_confidence(tiny_set, fake_encoder
     assert all(r.matches[0].confidence is not None for r in results)
     report = report_from_results(results, LABELS, matcher.exemplars.category_ids)
     confidence = np.array([r.matches[0].confidence for r in results])
-    top_right = np.array([r.matches[0].category.id == t for r, t in zip(results, LABELS)])
+    top_right = np.array(
+        [r.matches[0].category.id == t for r, t in zip(results, LABELS, strict=True)]
+    )
     assert report.expected_calibration_error == pytest.approx(
         expected_calibration_error(confidence, top_right)
     )
