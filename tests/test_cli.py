@@ -435,3 +435,25 @@ def test_a_bad_calibration_file_is_one_line_exit_2(built: CliRunner, tmp_path: P
     assert result.exit_code == 2
     assert "calibration needs at least 30 labelled texts, got 1" in result.stderr
     assert bad.read_text(encoding="utf-8") == "{}"
+
+
+def test_an_abstained_row_names_its_closest_category_as_the_explanation_does(
+    runner: CliRunner, tmp_path: Path
+):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nrecipe for chocolate cake\nrobot arm grasping boxes\n")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(main, ["score", str(source), "-o", str(out), "-t", "text"])
+    assert result.exit_code == 0, result.output
+    with out.open(newline="", encoding="utf-8") as handle:
+        abstained, labelled = csv.DictReader(handle)
+    assert abstained["mlmatch_label"] == "none"
+    assert abstained["mlmatch_category"] == ""
+    closest = abstained["mlmatch_closest"]
+    assert closest in {"forecasting", "robots", "finetune"}
+    score = float(abstained["mlmatch_score"])
+    assert (
+        f"The nearest area was {closest.title()} (score {score:.2f})."
+        in (abstained["mlmatch_explanation"])
+    )
+    assert labelled["mlmatch_closest"] == labelled["mlmatch_label"] == "robots"

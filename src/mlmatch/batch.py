@@ -61,12 +61,16 @@ BASE_COLUMNS = [
     "mlmatch_label",
     "mlmatch_category",
     "mlmatch_tier",
+    "mlmatch_closest",
     "mlmatch_score",
     "mlmatch_runner_up",
     "mlmatch_verdict",
     "mlmatch_explanation",
     "mlmatch_error",
 ]
+# Positions of the values that the run's summary counts, in a row of score_records.
+_LABEL = BASE_COLUMNS.index("mlmatch_label")
+_ERROR = BASE_COLUMNS.index("mlmatch_error")
 DEFAULT_CHUNK_ROWS = 4096
 # Several text columns are joined with a blank line, so each reads as its own paragraph.
 _JOIN = "\n\n"
@@ -119,10 +123,13 @@ def score_records(
 def _result_row(result: Any, top: int) -> list[Any]:
     best = result.matches[0]
     runner_up = result.matches[1].category.id if len(result.matches) > 1 else ""
+    # mlmatch_closest and mlmatch_score name the best-ranked category also when mlmatch
+    # abstains, as the explanation does ("The nearest area was ...").
     row: list[Any] = [
         result.label if result.label is not None else NONE_LABEL,
         best.category.name if result.label is not None else "",
         best.category.tier.value if result.label is not None else "",
+        best.category.id,
         round(best.score, 4),
         runner_up,
         result.verdict,
@@ -136,7 +143,7 @@ def _result_row(result: Any, top: int) -> list[Any]:
 
 
 def _error_row(reason: str, top: int) -> list[Any]:
-    row: list[Any] = ["", "", "", None, "", "", "", _inert(reason)]
+    row: list[Any] = ["", "", "", "", None, "", "", "", _inert(reason)]
     return row + [""] * (len(output_columns(top)) - len(row))
 
 
@@ -425,8 +432,8 @@ class _Run:
         else:
             values = score_records(self.matcher, texts, top=self.top, batch_size=self.batch_size)
         self.rows += len(chunk)
-        self.errors += sum(1 for v in values if v[7])
-        self.abstained += sum(1 for v in values if v[0] == NONE_LABEL)
+        self.errors += sum(1 for v in values if v[_ERROR])
+        self.abstained += sum(1 for v in values if v[_LABEL] == NONE_LABEL)
         if self.progress is not None:
             self.progress(self.rows, self.reader.bytes_read())
         return values
