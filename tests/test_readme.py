@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
+import pytest
 from conftest import ROOT
 
 
@@ -28,3 +31,17 @@ def test_the_main_jobs_output_stays_out_of_git_status():
     assert output is not None
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert output.group(1) in ignored
+
+
+@pytest.mark.slow
+def test_the_outputs_the_readme_shows_are_what_mlmatch_prints(real_matcher):
+    # real_matcher fills the session's cache, which the script's runs share.
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_outputs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, (
+        "README outputs drifted; run python scripts/readme_outputs.py\n" + run.stdout[-3000:]
+    )
