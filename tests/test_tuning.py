@@ -237,3 +237,23 @@ def test_cli_tune_prints_the_comparison(folder: Path, tiny_model: Path, tmp_path
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "text" in result.output and "words" in result.output
+
+
+def test_a_damaged_merged_model_is_merged_again(
+    saved_adapter: Path, tiny_model: Path, tmp_path: Path, caplog
+):
+    cache = tmp_path / "cache"
+    first = Matcher(tiny_model, saved_adapter, backend="torch", cache_dir=cache, use_cache=False)
+    text = ["forecast next month sales demand"]
+    expected = first.encoder.encode(text)
+    (merged,) = (cache / "tuned").iterdir()
+    weights = next(merged.rglob("*.safetensors"))
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with caplog.at_level("WARNING"):
+        again = Matcher(
+            tiny_model, saved_adapter, backend="torch", cache_dir=cache, use_cache=False
+        )
+    assert "was changed or damaged; merging it again" in caplog.text
+    np.testing.assert_allclose(again.encoder.encode(text), expected, atol=1e-6)

@@ -40,7 +40,7 @@ ADAPTER_MANIFEST = "adapter.json"
 # A linear layer inside transformer block N ("...encoder.layer.N.attention.self.query").
 _BLOCK = re.compile(r"\.encoder\.layer\.(\d+)\.")
 # Bumped when the layout of a merged-model folder changes.
-_MERGED_FORMAT = "1"
+_MERGED_FORMAT = "2"
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
     """
     key = hashlib.sha256(f"{_MERGED_FORMAT}|{base_path}|{adapter.sha256}".encode()).hexdigest()
     folder = cache_dir / "tuned" / key[:24]
-    if (folder / "modules.json").is_file():
+    if _intact(folder):
         return folder
+    if folder.exists():
+        logger.warning("the merged model in %s was changed or damaged; merging it again", folder)
     model = load_sentence_model(base_path)
     merge(model, adapter.load_weights(), adapter.scale)
     try:
@@ -132,12 +134,47 @@ def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
         return scratch
     try:
         model.save(str(staging / "model"))
+        _write_digests(staging / "model")
+        if folder.exists() and not _intact(folder):
+            shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # another process may have installed its copy
             os.replace(staging / "model", folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("merged %s into %s", adapter.tag, folder)
     return folder
+
+
+_DIGESTS = "mlmatch-digests.json"
+
+
+def _write_digests(folder: Path) -> None:
+    """Record a SHA-256 of every file of a merged model, checked by :func:`_intact`."""
+    digests = {
+        str(file.relative_to(folder)): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in sorted(folder.rglob("*"))
+        if file.is_file()
+    }
+    (folder / _DIGESTS).write_text(json.dumps(digests, indent=1), encoding="utf-8")
+
+
+def _intact(folder: Path) -> bool:
+    """Whether a merged model folder holds exactly the files, and bytes, it was written with."""
+    try:
+        digests = json.loads((folder / _DIGESTS).read_text(encoding="utf-8"))
+        present = {str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()} - {
+            _DIGESTS
+        }
+        return (
+            bool(digests)
+            and present == set(digests)
+            and all(
+                hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+                for name, digest in digests.items()
+            )
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_sentence_model(path: str) -> Any:
