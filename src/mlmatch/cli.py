@@ -597,22 +597,46 @@ def diagnose(as_json: bool, limit: int, **options: Any) -> None:
 # ----------------------------------------------------------------------------- evaluate
 
 
+def labelled_input(command: F) -> F:
+    """The labelled file and its columns, for the commands that read true labels."""
+    options = [
+        click.argument("input_path", metavar="LABELLED"),
+        click.option("-t", "--text-column", required=True, help="Column holding the text."),
+        click.option(
+            "-l",
+            "--label-column",
+            required=True,
+            help="Column holding the true category id ('none' or empty: no category).",
+        ),
+        click.option(
+            "--format",
+            "input_format",
+            type=FORMATS,
+            default=None,
+            help="Input format (default: from the file suffix).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _labelled(
+    input_path: str,
+    text_column: str,
+    label_column: str,
+    input_format: str | None,
+    options: dict[str, Any],
+) -> tuple[Any, list[str], list[str | None]]:
+    """The matcher of ``options`` and the file's texts and labels, checked against its taxonomy."""
+    texts, labels, rows = _read_labelled(input_path, text_column, label_column, input_format)
+    matcher = _matcher(**options)
+    _check_labels(labels, rows, matcher.exemplars.category_ids, input_path)
+    return matcher, texts, labels
+
+
 @main.command()
-@click.argument("input_path", metavar="LABELLED")
-@click.option("-t", "--text-column", required=True, help="Column holding the text.")
-@click.option(
-    "-l",
-    "--label-column",
-    required=True,
-    help="Column holding the true category id ('none' or empty: no category).",
-)
-@click.option(
-    "--format",
-    "input_format",
-    type=FORMATS,
-    default=None,
-    help="Input format (default: from the file suffix).",
-)
+@labelled_input
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option(
     "--errors",
@@ -635,9 +659,7 @@ def evaluate(
     """Measure accuracy on a labelled file: per category, confusion, misclassified rows."""
     from mlmatch.evaluation import evaluate as run_evaluation
 
-    texts, labels, rows = _read_labelled(input_path, text_column, label_column, input_format)
-    matcher = _matcher(**options)
-    _check_labels(labels, rows, matcher.exemplars.category_ids, input_path)
+    matcher, texts, labels = _labelled(input_path, text_column, label_column, input_format, options)
     report = run_evaluation(texts, labels, matcher)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
@@ -702,14 +724,7 @@ def _check_labels(
 
 
 @main.command()
-@click.argument("input_path", metavar="LABELLED")
-@click.option("-t", "--text-column", required=True, help="Column holding the text.")
-@click.option(
-    "-l",
-    "--label-column",
-    required=True,
-    help="Column holding the true category id ('none' or empty: no category).",
-)
+@labelled_input
 @click.option(
     "-o",
     "--output",
@@ -717,13 +732,6 @@ def _check_labels(
     required=True,
     type=click.Path(dir_okay=False),
     help="Calibration file to write (JSON); use it with --calibration.",
-)
-@click.option(
-    "--format",
-    "input_format",
-    type=FORMATS,
-    default=None,
-    help="Input format (default: from the file suffix).",
 )
 @click.option(
     "--no-threshold",
@@ -754,9 +762,7 @@ def calibrate(
         raise DataFileError(f"{output} already exists; pass --overwrite to replace it")
     if output.resolve() == Path(input_path).resolve():
         raise DataFileError("the output must not be the labelled input")
-    texts, labels, rows = _read_labelled(input_path, text_column, label_column, input_format)
-    matcher = _matcher(**options)
-    _check_labels(labels, rows, matcher.exemplars.category_ids, input_path)
+    matcher, texts, labels = _labelled(input_path, text_column, label_column, input_format, options)
     fitted = matcher.calibrate(texts, labels, fit_threshold=not no_threshold)
     fitted.save(output)
     report = fitted.report
