@@ -160,7 +160,7 @@ class _StubSession:
 
 
 def _fake_export(calls: list[Path]):
-    from mlmatch import onnx_backend
+    from mlmatch.encoders import onnx as onnx_backend
 
     def export(model_path: str, folder: Path) -> None:
         calls.append(folder)
@@ -173,7 +173,7 @@ def _fake_export(calls: list[Path]):
 
 
 def test_onnx_artifacts_are_checked_by_sha256_not_by_size(tmp_path, monkeypatch, caplog):
-    from mlmatch import onnx_backend
+    from mlmatch.encoders import onnx as onnx_backend
 
     calls: list[Path] = []
     monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
@@ -197,7 +197,7 @@ def test_onnx_artifacts_are_checked_by_sha256_not_by_size(tmp_path, monkeypatch,
 
 
 def test_onnx_export_into_an_unwritable_cache_is_not_fatal(tmp_path, monkeypatch, caplog):
-    from mlmatch import onnx_backend
+    from mlmatch.encoders import onnx as onnx_backend
 
     calls: list[Path] = []
     monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))

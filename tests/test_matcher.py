@@ -119,7 +119,8 @@ def test_unknown_aggregation_and_bad_options_are_explained(tiny_set, fake_encode
 def test_batch_size_defaults_to_the_encoders_preference(tiny_set, fake_encoder):
     from types import SimpleNamespace
 
-    from mlmatch.encoders import GPU_BATCH_SIZE, SentenceTransformerEncoder
+    from mlmatch.encoders import GPU_BATCH_SIZE
+    from mlmatch.encoders.torch import SentenceTransformerEncoder
 
     assert Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False).batch_size == 64
     fake_encoder.preferred_batch_size = 7  # type: ignore[attr-defined]

@@ -16,10 +16,11 @@ from conftest import TINY
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from mlmatch import NONE_LABEL, Matcher
-from mlmatch import static_backend as sb
-from mlmatch.encoders import Encoder, _resolve
+from mlmatch.encoders import Encoder
+from mlmatch.encoders import static as sb
+from mlmatch.encoders.resolve import resolve_model as _resolve
+from mlmatch.encoders.static import StaticEncoder, load_static_encoder, pool_tokens, sif_weights
 from mlmatch.exemplars import ExemplarSet
-from mlmatch.static_backend import StaticEncoder, load_static_encoder, pool_tokens, sif_weights
 
 # ----------------------------------------------------------------- tiny synthetic model
 
@@ -155,7 +156,7 @@ def test_damaged_cache_is_rebuilt(fake_distill, model_dir, tmp_path, caplog):
     (folder,) = (cache / "static").iterdir()
     vectors = folder / "vectors.npy"
     vectors.write_bytes(vectors.read_bytes()[:100])
-    with caplog.at_level(logging.WARNING, logger="mlmatch.static_backend"):
+    with caplog.at_level(logging.WARNING, logger="mlmatch.encoders.static"):
         rebuilt = load_static_encoder(model_dir, cache)
     assert len(fake_distill) == 2
     assert "damaged static model" in caplog.text
@@ -166,7 +167,7 @@ def test_damaged_cache_is_rebuilt(fake_distill, model_dir, tmp_path, caplog):
 def test_unwritable_cache_only_warns(fake_distill, model_dir, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="mlmatch.static_backend"):
+    with caplog.at_level(logging.WARNING, logger="mlmatch.encoders.static"):
         encoder = load_static_encoder(model_dir, blocker)
     assert "could not write the static model" in caplog.text
     assert encoder.encode(["robot"]).shape == (1, 8)
@@ -238,7 +239,7 @@ def test_cached_model_loads_without_torch(distilled, tmp_path: Path):
     script = textwrap.dedent(
         """
         import sys
-        from mlmatch.static_backend import load_static_encoder
+        from mlmatch.encoders.static import load_static_encoder
 
         encoder = load_static_encoder(None, sys.argv[1])
         vectors = encoder.encode(["Which customers will cancel their contracts?"])

@@ -34,7 +34,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from mlmatch.encoders import _resolve
+    from mlmatch.encoders.resolve import resolve_model as _resolve
 
     tokenizer = AutoTokenizer.from_pretrained(_resolve(None)[0])
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_tune_needs_a_context_pool(tmp_path: Path, tiny_model: Path):
 def saved_adapter(folder: Path, tiny_model: Path) -> Path:
     """An adapter trained on the folder and saved whether or not it wins."""
     from mlmatch.adapter import load_sentence_model
-    from mlmatch.encoders import _resolve
+    from mlmatch.encoders.resolve import resolve_model as _resolve
 
     exemplars = load_exemplars(folder)
     model = load_sentence_model(str(tiny_model))
@@ -207,7 +207,7 @@ def test_adapter_for_another_model_is_ignored(saved_adapter: Path, tmp_path: Pat
     data["base_model"] = "some/other-model"
     manifest.write_text(json.dumps(data))
     adapter = find_adapter(saved_adapter)
-    from mlmatch.encoders import _resolve
+    from mlmatch.encoders.resolve import resolve_model as _resolve
 
     with caplog.at_level("WARNING"):
         _, model_id = _resolve(None, adapter, tmp_path)

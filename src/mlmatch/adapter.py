@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmatch.cache import warn_unwritable
+from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.errors import ModelLoadError
 
 __all__ = ["ADAPTER_FILE", "ADAPTER_MANIFEST", "Adapter", "find_adapter", "merged_model"]
@@ -120,7 +121,7 @@ def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
         return folder
     if folder.exists():
         logger.warning("the merged model in %s was changed or damaged; merging it again", folder)
-    model = load_sentence_model(base_path)
+    model = load_sentence_model(base_path, purpose="applying an adapter")
     merge(model, adapter.load_weights(), adapter.scale)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -175,23 +176,6 @@ def _intact(folder: Path) -> bool:
         )
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def load_sentence_model(path: str) -> Any:
-    """Load a sentence-transformers model from local files, on the CPU, quietly."""
-    from mlmatch.encoders import _offline, _quiet_transformers
-
-    try:
-        with _offline():
-            from sentence_transformers import SentenceTransformer
-
-            with _quiet_transformers():
-                return SentenceTransformer(path, device="cpu", local_files_only=True)
-    except ImportError as error:
-        raise ModelLoadError(
-            f"applying or tuning an adapter needs sentence-transformers and torch ({error}); "
-            'install them with `pip install "mlmatch[torch]"`'
-        ) from error
 
 
 def adapted_layers(model: Any, blocks: int | None = None) -> Iterator[tuple[str, Any]]:

@@ -10,6 +10,7 @@ __all__ = [
     "CalibrationError",
     "DataFileError",
     "ExemplarError",
+    "MissingExtraError",
     "MlmatchError",
     "ModelLoadError",
     "NotEnglishError",
@@ -42,3 +43,11 @@ class NotEnglishError(MlmatchError, ValueError):
     def __init__(self, message: str, language: str) -> None:
         super().__init__(message)
         self.language = language
+
+
+class MissingExtraError(MlmatchError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra

@@ -39,8 +39,8 @@ from mlmatch.adapter import (
     ADAPTER_MANIFEST,
     adapted_layers,
     find_adapter,
-    load_sentence_model,
 )
+from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.evaluation import normalize_labels
 from mlmatch.exemplars import NONE_LABEL, ContextPool, ExemplarSet, load_exemplars
 
@@ -129,9 +129,9 @@ def tune(
             f"{target} is not writable, so an adapter could not be saved there; copy the folder "
             "and tune the copy (mlmatch tune COPY), or measure only with --dry-run"
         )
-    from mlmatch.encoders import _resolve
+    from mlmatch.encoders.resolve import resolve_model
 
-    base_path, base_id = _resolve(model)
+    base_path, base_id = resolve_model(model)
     keep, held = _split(exemplars, settings)
     if not held:
         raise ValueError(
@@ -142,8 +142,8 @@ def tune(
     training = replace(exemplars.subset(keep), context=train_pool)
     report = TuneReport()
 
-    base = load_sentence_model(base_path)
-    tuned = load_sentence_model(base_path)
+    base = load_sentence_model(base_path, purpose="mlmatch tune")
+    tuned = load_sentence_model(base_path, purpose="mlmatch tune")
     weights = _train(tuned, training, settings, progress, "tuning")
     measurements = _measurements(exemplars, held, dev, eval_pool, settings)
     before = _top1(base, training, measurements)
@@ -207,7 +207,7 @@ def _top1(
     model: Any, exemplars: ExemplarSet, measurements: dict[str, tuple[list[str], list[str]]]
 ) -> dict[str, float]:
     """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder."""
-    from mlmatch.encoders import SentenceTransformerEncoder
+    from mlmatch.encoders.torch import SentenceTransformerEncoder
     from mlmatch.matcher import Matcher
 
     encoder = SentenceTransformerEncoder(model, f"tuning-{id(model)}")
@@ -240,7 +240,7 @@ def _train(
 
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    from mlmatch.encoders import available_cores
+    from mlmatch.encoders.base import available_cores
 
     torch.set_num_threads(available_cores())
     layers = _attach(model, settings)

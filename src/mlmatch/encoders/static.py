@@ -31,8 +31,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from mlmatch.cache import cache_key
-from mlmatch.encoders import _offline, _quiet_transformers, _resolve
-from mlmatch.errors import ModelLoadError
+from mlmatch.encoders.hf import load_sentence_model
+from mlmatch.encoders.resolve import resolve_model
+from mlmatch.errors import MissingExtraError, ModelLoadError
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -244,7 +245,7 @@ def load_static_encoder(
     is distilled again (about a minute on two CPU cores, needs sentence-transformers and torch).
     An unwritable cache only logs a warning.
     """
-    path, base_id = _resolve(model, adapter, Path(cache_dir).expanduser())
+    path, base_id = resolve_model(model, adapter, Path(cache_dir).expanduser())
     model_id = f"{base_id}|{_RECIPE}"
     key = cache_key("static", model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
     folder = Path(cache_dir).expanduser() / "static" / key
@@ -296,19 +297,13 @@ def _install(encoder: StaticEncoder, folder: Path) -> None:
 def _distill(path: str) -> tuple[np.ndarray, Tokenizer]:
     """Embed every vocabulary token alone with the model; return the vector table and tokenizer."""
     started = time.perf_counter()
-    try:
-        with _offline():
-            import torch
-            from sentence_transformers import SentenceTransformer
-            from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA
 
-            with _quiet_transformers():
-                model = SentenceTransformer(path, local_files_only=True)
-    except ImportError as error:
-        raise ModelLoadError(
-            f"distilling a static model needs sentence-transformers and torch ({error}); "
-            "install them with `pip install sentence-transformers`"
-        ) from error
+    try:
+        model = load_sentence_model(path, device=None, purpose="distilling a static model")
+        import torch
+    except MissingExtraError:
+        raise
     except Exception as error:
         raise ModelLoadError(
             f"could not load the sentence-transformers model {path!r} to distill a static model "

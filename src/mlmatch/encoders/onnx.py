@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmatch.cache import check_digests, file_digests, warn_unwritable
-from mlmatch.encoders import WINDOW_OVERLAP, available_cores, token_windows
+from mlmatch.encoders.base import WINDOW_OVERLAP, available_cores, token_windows
+from mlmatch.encoders.resolve import resolve_model
 from mlmatch.errors import ModelLoadError
+from mlmatch.extras import require
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -141,15 +143,13 @@ def load_onnx_encoder(
     adapter: Adapter | None = None,
 ) -> OnnxEncoder:
     """The ONNX encoder for ``model``, exporting it into ``cache_dir`` the first time."""
-    from mlmatch.encoders import _resolve
-
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
         raise ModelLoadError(
             "the onnx backend needs onnxruntime: pip install onnxruntime"
         ) from error
-    path, base_id = _resolve(model, adapter, cache_dir)
+    path, base_id = resolve_model(model, adapter, cache_dir)
     model_id = f"{base_id}|onnx-int8"
     folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
     damage = _damage(folder)
@@ -195,15 +195,11 @@ def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 def export_onnx(model_path: str, folder: Path) -> None:
     """Export a sentence-transformers model folder to int8 ONNX in ``folder`` (atomically)."""
-    try:
-        import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        from transformers import AutoModel
-    except ImportError as error:
-        raise ModelLoadError(
-            f"exporting to ONNX needs torch, transformers and onnx ({error}); "
-            "pip install torch transformers onnx"
-        ) from error
+    torch = require("torch", "torch", purpose="exporting a model to ONNX")
+    transformers = require("transformers", "torch", purpose="exporting a model to ONNX")
+    require("onnx", "torch", purpose="exporting a model to ONNX")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     source = Path(model_path)
     if not (source / "tokenizer.json").is_file():
         raise ModelLoadError(f"{source} has no tokenizer.json; the onnx backend needs one")
@@ -213,7 +209,8 @@ def export_onnx(model_path: str, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     try:
-        transformer = AutoModel.from_pretrained(str(source), local_files_only=True).eval()
+        auto = transformers.AutoModel
+        transformer = auto.from_pretrained(str(source), local_files_only=True).eval()
         sample = {
             "input_ids": torch.ones((2, 8), dtype=torch.long),
             "attention_mask": torch.ones((2, 8), dtype=torch.long),

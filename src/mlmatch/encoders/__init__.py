@@ -1,0 +1,91 @@
+"""Sentence encoders: the protocol the matcher needs and three backends that satisfy it.
+
+* :mod:`~mlmatch.encoders.base`: the :class:`Encoder` protocol, :class:`Backend`, long-text
+  windows; numpy only.
+* :mod:`~mlmatch.encoders.resolve`: which model files to load and the id of their embedding space.
+* :mod:`~mlmatch.encoders.onnx`: int8 ONNX on onnxruntime (the default; no torch at run time).
+* :mod:`~mlmatch.encoders.static`: a distilled token table (fastest, least accurate).
+* :mod:`~mlmatch.encoders.torch`: sentence-transformers on torch (the reference; needs the
+  ``torch`` extra).
+
+Nothing heavy is imported until :func:`load_encoder` loads a backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlmatch.encoders.base import (
+    BACKEND_ENV,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL,
+    GPU_BATCH_SIZE,
+    LONG_TEXT_WINDOW,
+    WINDOW_OVERLAP,
+    Backend,
+    Encoder,
+    available_cores,
+    batch_size_of,
+    default_backend,
+    parse_backend,
+    token_windows,
+)
+
+if TYPE_CHECKING:
+    from mlmatch.adapter import Adapter
+
+__all__ = [
+    "BACKEND_ENV",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MODEL",
+    "GPU_BATCH_SIZE",
+    "LONG_TEXT_WINDOW",
+    "WINDOW_OVERLAP",
+    "Backend",
+    "Encoder",
+    "available_cores",
+    "batch_size_of",
+    "default_backend",
+    "load_encoder",
+    "parse_backend",
+    "token_windows",
+]
+
+
+def load_encoder(
+    model: str | Path | None = None,
+    *,
+    device: str | None = None,
+    backend: Backend | str | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+    adapter: Adapter | None = None,
+) -> Encoder:
+    """Load a sentence model from local files only, run by the chosen backend.
+
+    ``None`` or ``"all-MiniLM-L6-v2"`` is the bundled model. Anything else must be a local folder
+    or a model name already in the local Hugging Face cache; nothing is downloaded. ``backend``
+    (default: :func:`default_backend`) picks how the model runs; the onnx and static backends
+    build their files once under ``cache_dir`` (default: the mlmatch cache folder). ``threads``
+    caps the CPU threads the encoder uses (default: every available core); for torch it sets
+    torch's process-wide count. ``adapter`` (see :mod:`mlmatch.adapter`) is merged into the model
+    before any backend uses it.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    chosen = parse_backend(backend)
+    from mlmatch.cache import default_cache_dir
+
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if chosen is Backend.ONNX:
+        from mlmatch.encoders.onnx import load_onnx_encoder
+
+        return load_onnx_encoder(model, folder, threads=threads, adapter=adapter)
+    if chosen is Backend.STATIC:
+        from mlmatch.encoders.static import load_static_encoder
+
+        return load_static_encoder(model, folder, adapter=adapter)
+    from mlmatch.encoders.torch import load_torch_encoder
+
+    return load_torch_encoder(model, folder, device=device, threads=threads, adapter=adapter)

@@ -1,0 +1,41 @@
+"""Optional dependencies, imported only when a feature needs them.
+
+Every optional import in mlmatch goes through :func:`require`, so a missing package always gives
+the same one-line message naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from mlmatch.errors import MissingExtraError
+
+__all__ = ["EXTRAS", "require"]
+
+# What each extra brings, for the messages (pyproject.toml's [project.optional-dependencies]).
+EXTRAS = {
+    "torch": "sentence-transformers and torch",
+    "ray": "Ray Data",
+    "parquet": "pyarrow",
+    "pandas": "pandas",
+    "xlsx": "openpyxl",
+    "plot": "matplotlib",
+}
+
+
+def require(module: str, extra: str, *, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`~mlmatch.errors.MissingExtraError` naming ``extra``.
+
+    ``purpose`` starts the message: "<purpose> needs <package>, which is not installed; ...".
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        # The missing piece may be a dependency of `module` (torch under sentence-transformers).
+        missing = error.name or module.partition(".")[0]
+        raise MissingExtraError(
+            f"{purpose} needs {missing}, which is not installed; install it with: "
+            f'pip install "mlmatch[{extra}]"',
+            extra,
+        ) from error
