@@ -1,0 +1,811 @@
+"""An HTML page summarising a file that ``mlmatch score`` wrote.
+
+:func:`build_report` reads the scored file once, keeping only counters and the few rows of the
+review queue (so a file of millions of rows costs little memory), and returns one self-contained
+page: inline CSS and SVG charts, no scripts, fonts or anything fetched from the network. Every
+cell of the file shown on the page is HTML-escaped, and the page forbids scripts besides, so a
+hostile cell cannot run anything. :func:`write_report` writes that page to a file the way scored
+files are written (see :mod:`mlmatch.outputs`): never over the input, never over an existing
+file unless asked, and atomically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import html
+import math
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlmatch.batch import BASE_COLUMNS, PREFIX, find_columns
+from mlmatch.errors import DataFileError, ExemplarError
+from mlmatch.exemplars import NONE_LABEL
+from mlmatch.outputs import check_destination, create_exclusive, place
+from mlmatch.tables import Format, TableReader, detect_format, open_reader
+from mlmatch.version import __version__
+
+if TYPE_CHECKING:
+    from mlmatch.exemplars import ExemplarSet
+
+__all__ = ["ReportSummary", "build_report", "write_report"]
+
+DEFAULT_REVIEW = 50
+# Distinct error reasons kept; past this a file of unique reasons would grow the counter with
+# the file, so later new reasons are only counted together.
+_MAX_REASONS = 1000
+# Bars in the category chart; a file with more distinct labels is not one mlmatch wrote
+# unchanged, and a taller chart would not be read anyway.
+_MAX_BARS = 40
+_CELL_CHARS = 160
+_TEXT_CHARS = 400
+_READ_CHUNK = 4096
+
+_TIER_COLOURS = {
+    "revolutionary": "#1b7f5b",
+    "progress": "#2f6fdb",
+    "little-progress": "#c7771c",
+}
+_OTHER_TIER_COLOUR = "#6b5fb5"
+_NONE_COLOUR = "#8a8f98"
+_ERROR_COLOUR = "#c9372c"
+_HIST_COLOUR = "#4c6ef5"
+
+# Error reasons name the row's own details (a length, a quoted snippet); without them, rows
+# failing for the same reason count together.
+_QUOTED = re.compile(r"""\((?:'[^']*'|"[^"]*")\)""")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+# mlmatch puts an apostrophe before a cell a spreadsheet would run as a formula (see batch.py).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What a report counted, and where it was written."""
+
+    rows: int
+    labelled: int
+    abstained: int
+    errors: int
+    output: str
+
+
+@dataclass(frozen=True)
+class _Review:
+    """One row of the review queue."""
+
+    row: int
+    text: tuple[tuple[str, str], ...]  # (column name, or "" when not shown; shortened cell)
+    label: str
+    score: float | None
+    second: str
+    second_score: float | None
+    key: float
+
+
+@dataclass
+class _Tally:
+    """Everything the page shows, gathered in one pass over the file."""
+
+    rows: int = 0
+    labelled: int = 0
+    abstained: int = 0
+    errors: int = 0
+    by_category: Counter[str] = field(default_factory=Counter)
+    by_tier: Counter[str] = field(default_factory=Counter)
+    names: dict[str, str] = field(default_factory=dict)
+    tier_of: dict[str, str] = field(default_factory=dict)
+    nearest_of_none: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    first_row_of: dict[str, int] = field(default_factory=dict)
+    other_reasons: int = 0
+    histogram: list[int] = field(default_factory=lambda: [0] * 10)
+    # A max-heap by key (negated) of the ``review`` rows with the smallest keys so far.
+    heap: list[tuple[float, int, _Review]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The scored file and how it is laid out."""
+
+    path: str
+    format: Format
+    columns: list[str]
+    ours: list[str]
+    top: int
+    text_columns: list[str]
+    guessed: bool
+    size: int | None
+    modified: str | None
+
+
+def build_report(
+    scored: str | Path,
+    *,
+    text_columns: Sequence[str] | None = None,
+    review: int = DEFAULT_REVIEW,
+    input_format: Format | str | None = None,
+) -> str:
+    """The HTML page of the scored file ``scored`` (``-``: stdin).
+
+    ``text_columns`` are shown for each row of the review queue (default: every column that is
+    not mlmatch's and holds text); ``review`` is how many rows the queue holds.
+    """
+    return _render(*_collect(str(scored), text_columns, review, input_format))
+
+
+def write_report(
+    scored: str | Path,
+    output: str | Path,
+    *,
+    text_columns: Sequence[str] | None = None,
+    review: int = DEFAULT_REVIEW,
+    overwrite: bool = False,
+    input_format: Format | str | None = None,
+) -> ReportSummary:
+    """Write the page of :func:`build_report` to ``output`` and say what it counted.
+
+    ``output`` must not be the scored file, nor exist unless ``overwrite`` is set; it is written
+    to a temporary file beside it and renamed into place when complete. ``-`` writes to stdout.
+    """
+    # Checked before reading, so a refused output costs no time on a large file.
+    destination = check_destination(str(output), str(scored), overwrite=overwrite, resume=False)
+    source, tally = _collect(str(scored), text_columns, review, input_format)
+    page = _render(source, tally).encode("utf-8")
+    if destination.path is None:
+        sys.stdout.buffer.write(page)
+        sys.stdout.buffer.flush()
+    elif destination.direct:
+        # A device or FIFO: renaming a file over it would replace it, so write straight through.
+        with open(destination.path, "wb") as handle:
+            handle.write(page)
+    else:
+        _write_atomically(destination.path, page, overwrite=overwrite)
+    return ReportSummary(
+        rows=tally.rows,
+        labelled=tally.labelled,
+        abstained=tally.abstained,
+        errors=tally.errors,
+        output=destination.name,
+    )
+
+
+def _write_atomically(target: Path, page: bytes, *, overwrite: bool) -> None:
+    fd, temporary = create_exclusive(target, ".partial")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(page)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    try:
+        place(temporary, target, overwrite=overwrite)
+    except DataFileError:
+        raise  # a file appeared at the target meanwhile: the error names the kept temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _collect(
+    path: str,
+    text_columns: Sequence[str] | None,
+    review: int,
+    input_format: Format | str | None,
+) -> tuple[_Source, _Tally]:
+    if review < 0:
+        raise DataFileError(f"the review queue cannot hold {review} rows; pass 0 or more")
+    if path != "-":
+        _check_readable(path)
+    fmt = detect_format(path, input_format)
+    try:
+        reader = open_reader(path, fmt)
+    except DataFileError:
+        raise
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"cannot read {path}: {_reason(error)}") from None
+    try:
+        source = _describe(path, reader, text_columns)
+        tally = _tally(reader, source, review)
+    except DataFileError:
+        raise
+    except (OSError, ValueError) as error:
+        # Parquet and the file system raise their own errors mid-file; say which file failed.
+        raise DataFileError(f"cannot read {path}: {_reason(error)}") from None
+    finally:
+        reader.close()
+    return source, tally
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _check_readable(path: str) -> None:
+    target = Path(path)
+    if not target.exists():
+        raise DataFileError(
+            f"{path} does not exist; pass a file that `mlmatch score` wrote (its -o output)"
+        )
+    if target.is_dir():
+        raise DataFileError(f"{path} is a folder; pass a file that `mlmatch score` wrote")
+    if not os.access(target, os.R_OK):
+        raise DataFileError(f"{path} cannot be read (permission denied)")
+
+
+def _describe(path: str, reader: TableReader, text_columns: Sequence[str] | None) -> _Source:
+    columns = list(reader.columns)
+    missing = [name for name in BASE_COLUMNS if name not in columns]
+    if missing:
+        raise DataFileError(
+            f"{path} was not written by `mlmatch score`: it lacks the column(s) "
+            f"{', '.join(missing)}; score it first with `mlmatch score {Path(path).name} -o "
+            "SCORED --text-column COLUMN`, then make the report of SCORED"
+        )
+    if text_columns:
+        find_columns(columns, list(text_columns), path)  # a missing name: error with a hint
+        shown, guessed = list(text_columns), False
+    else:
+        shown, guessed = _text_like(reader), True
+    size = modified = None
+    if path != "-":
+        info = os.stat(path)
+        size = info.st_size
+        stamp = datetime.datetime.fromtimestamp(info.st_mtime).astimezone()
+        modified = stamp.isoformat(sep=" ", timespec="seconds")
+    return _Source(
+        path=path,
+        format=reader.format,
+        columns=columns,
+        ours=[c for c in columns if c.startswith(PREFIX)],
+        top=_top(columns),
+        text_columns=shown,
+        guessed=guessed,
+        size=size,
+        modified=modified,
+    )
+
+
+def _top(columns: Sequence[str]) -> int:
+    """N of ``--top N``: the highest rank whose match and score columns are both present."""
+    top = 1
+    while f"mlmatch_match_{top + 1}" in columns and f"mlmatch_score_{top + 1}" in columns:
+        top += 1
+    return top
+
+
+def _text_like(reader: TableReader) -> list[str]:
+    """The columns that are not mlmatch's and, as far as the format tells, hold text."""
+    names = [c for c in reader.columns if not c.startswith(PREFIX)]
+    if reader.kinds is not None:  # JSON Lines: the types seen under each key
+        return [c for c in names if reader.kinds.get(c, set()) <= {"str"}]
+    if reader.arrow_schema is not None:  # Parquet: the schema's types
+        import pyarrow as pa
+
+        schema = reader.arrow_schema
+        return [
+            c
+            for c in names
+            if pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        ]
+    return names  # CSV and TSV cells are all text
+
+
+def _tally(reader: TableReader, source: _Source, review: int) -> _Tally:
+    index = {name: source.columns.index(name) for name in source.ours}
+    label_at, error_at = index["mlmatch_label"], index["mlmatch_error"]
+    name_at, tier_at = index["mlmatch_category"], index["mlmatch_tier"]
+    closest_at, score_at = index["mlmatch_closest"], index["mlmatch_score"]
+    runner_at = index["mlmatch_runner_up"]
+    second_at = index.get("mlmatch_match_2")
+    second_score_at = index.get("mlmatch_score_2")
+    text_at = [source.columns.index(c) for c in source.text_columns]
+    show_names = source.guessed or len(text_at) > 1
+    tally = _Tally()
+    value = reader.value
+    for chunk in reader.chunks(_READ_CHUNK):
+        for record in chunk:
+            tally.rows += 1
+            label = _text(value(record, label_at))
+            reason = _text(value(record, error_at))
+            if reason or not label:
+                _count_error(tally, reason)
+                continue
+            if label == NONE_LABEL:
+                tally.abstained += 1
+                nearest = _text(value(record, closest_at))
+                tally.nearest_of_none[nearest or "(not given)"] += 1
+                continue
+            tally.labelled += 1
+            tally.by_category[label] += 1
+            if label not in tally.names:
+                tally.names[label] = _text(value(record, name_at))
+            tier = _text(value(record, tier_at))
+            tally.tier_of.setdefault(label, tier)
+            tally.by_tier[tier or tally.tier_of[label]] += 1
+            score = _number(value(record, score_at))
+            if score is not None:
+                tally.histogram[min(max(int(score * 10), 0), 9)] += 1
+            if review == 0:
+                continue
+            if second_at is not None and second_score_at is not None:
+                second = _text(value(record, second_at))
+                second_score = _number(value(record, second_score_at))
+            else:
+                second, second_score = _text(value(record, runner_at)), None
+            # The margin to the runner-up says how close the call was; without the runner-up's
+            # score the top score is the best measure there is. A labelled row without a score
+            # is malformed, and goes to the front of the queue.
+            if score is None:
+                key = -math.inf
+            elif second_score is None:
+                key = score
+            else:
+                key = score - second_score
+            heap = tally.heap
+            if len(heap) < review or -key > heap[0][0]:
+                # Rows increase, so an equal key never displaces an earlier row.
+                text = _row_text(reader, record, text_at, source.text_columns, show_names)
+                entry = (
+                    -key,
+                    tally.rows,
+                    _Review(tally.rows, text, label, score, second, second_score, key),
+                )
+                if len(heap) < review:
+                    heapq.heappush(heap, entry)
+                else:
+                    heapq.heapreplace(heap, entry)
+    return tally
+
+
+def _count_error(tally: _Tally, reason: str) -> None:
+    tally.errors += 1
+    kind = _reason_kind(reason) if reason else "no label and no reason given"
+    if kind in tally.reasons or len(tally.reasons) < _MAX_REASONS:
+        tally.reasons[kind] += 1
+        tally.first_row_of.setdefault(kind, tally.rows)
+    else:
+        tally.other_reasons += 1
+
+
+def _reason_kind(reason: str) -> str:
+    return _NUMBER.sub("N", _QUOTED.sub("(…)", reason))
+
+
+def _text(cell: Any) -> str:
+    """A cell as text, without the apostrophe mlmatch adds before a formula-like start."""
+    if cell is None:
+        return ""
+    text = cell if isinstance(cell, str) else str(cell)
+    if text.startswith("'") and text[1:2] and text[1] in _FORMULA_START:
+        return text[1:]
+    return text.strip()
+
+
+def _number(cell: Any) -> float | None:
+    if cell is None or isinstance(cell, bool):
+        return None
+    try:
+        number = float(cell)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _row_text(
+    reader: TableReader,
+    record: Any,
+    positions: Sequence[int],
+    names: Sequence[str],
+    show_names: bool,
+) -> tuple[tuple[str, str], ...]:
+    parts = []
+    room = _TEXT_CHARS
+    for position, name in zip(positions, names, strict=True):
+        cell = reader.value(record, position)
+        if cell is None or cell == "" or room <= 0:
+            continue
+        text = _shorten(cell if isinstance(cell, str) else str(cell), min(_CELL_CHARS, room))
+        room -= len(text)
+        parts.append((name if show_names else "", text))
+    return tuple(parts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------- rendering
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f7f9; color: #1d2329;
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 0 0 10px; }
+section { background: #fff; border: 1px solid #dfe3e8; border-radius: 8px; padding: 18px 20px;
+  margin: 18px 0; }
+.lead { color: #4a5561; margin: 0 0 8px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0 0; }
+.card { flex: 1 1 180px; background: #fff; border: 1px solid #dfe3e8; border-radius: 8px;
+  padding: 12px 16px; border-top: 4px solid var(--c); }
+.card .n { font-size: 26px; font-weight: 650; }
+.card .p { color: #5b6570; }
+.note { color: #5b6570; font-size: 14px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+th, td { text-align: left; vertical-align: top; padding: 6px 8px;
+  border-bottom: 1px solid #e6e9ed; }
+th { background: #f1f3f5; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { width: 46%; overflow-wrap: anywhere; }
+td.text b { font-weight: 600; color: #4a5561; }
+.id { display: block; color: #6b7580; font-size: 12px; font-family: ui-monospace, monospace; }
+code { background: #f1f3f5; padding: 1px 4px; border-radius: 4px; font-size: 13px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
+dt { color: #5b6570; }
+dd { margin: 0; overflow-wrap: anywhere; }
+.legend span { display: inline-block; margin-right: 16px; }
+.legend i { display: inline-block; width: 11px; height: 11px; border-radius: 2px;
+  margin-right: 5px; vertical-align: -1px; }
+svg { display: block; max-width: 100%; height: auto; }
+svg text { font: 13px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+  fill: #1d2329; }
+"""
+
+# The page runs nothing and fetches nothing; should any markup ever slip through escaping,
+# the browser still refuses to run it.
+_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _count(n: int, total: int) -> str:
+    share = f"{100 * n / total:.1f}%" if total else "0%"
+    return f"{n:,} ({share})"
+
+
+def _render(source: _Source, tally: _Tally) -> str:
+    exemplars = _bundled()
+    name = "stdin" if source.path == "-" else Path(source.path).name
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>mlmatch report: {_e(name)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        _overview(name, tally),
+        _tier_section(tally, exemplars),
+        _category_section(tally, exemplars),
+        _score_section(tally),
+        _abstention_section(tally, exemplars),
+        _error_section(tally),
+        _review_section(source, tally, exemplars),
+        _source_section(source, tally),
+        "</main></body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _bundled() -> ExemplarSet | None:
+    """The bundled categories, for names and tiers a file does not spell out (cheap to load)."""
+    from mlmatch.exemplars import load_exemplars
+
+    try:
+        return load_exemplars()
+    except (ExemplarError, OSError):
+        return None  # names then come from the file alone
+
+
+def _overview(name: str, tally: _Tally) -> str:
+    cards = [
+        ("Rows", f"{tally.rows:,}", "in the file", "#1d2329"),
+        ("Given a category", f"{tally.labelled:,}", _share(tally.labelled, tally.rows), "#1b7f5b"),
+        ("No category", f"{tally.abstained:,}", _share(tally.abstained, tally.rows), _NONE_COLOUR),
+        ("Errors", f"{tally.errors:,}", _share(tally.errors, tally.rows), _ERROR_COLOUR),
+    ]
+    html_cards = "".join(
+        f'<div class="card" style="--c:{colour}"><div>{_e(title)}</div>'
+        f'<div class="n">{number}</div><div class="p">{_e(note)}</div></div>'
+        for title, number, note, colour in cards
+    )
+    return (
+        f'<header><h1>mlmatch report</h1><p class="lead">{_e(name)}: {tally.rows:,} rows '
+        f"scored by <code>mlmatch score</code>.</p>"
+        f'<div class="cards" id="summary">{html_cards}</div></header>'
+    )
+
+
+def _share(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}% of rows" if total else "no rows"
+
+
+def _tier_name(tier: str, exemplars: ExemplarSet | None) -> str:
+    if exemplars is not None:
+        for info in exemplars.tiers:
+            if info.id.value == tier:
+                return info.name
+    return tier.replace("-", " ").capitalize() if tier else "Tier not given"
+
+
+def _tier_order(tiers: Sequence[str], exemplars: ExemplarSet | None) -> list[str]:
+    known = [info.id.value for info in exemplars.tiers] if exemplars is not None else []
+    return list(known) + sorted(t for t in tiers if t not in known)
+
+
+def _tier_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+    bars = [
+        (_tier_name(tier, exemplars), tally.by_tier[tier], _tier_colour(tier))
+        for tier in _tier_order(list(tally.by_tier), exemplars)
+    ]
+    bars.append(("No category (none)", tally.abstained, _NONE_COLOUR))
+    bars.append(("Error", tally.errors, _ERROR_COLOUR))
+    return (
+        '<section id="tiers"><h2>Rows by tier</h2>'
+        '<p class="note">How much machine learning has advanced in the area each row was '
+        "given; rows without a category and rows that could not be scored are shown too.</p>"
+        f"{_bar_chart(bars, tally.rows, 'Rows by tier')}</section>"
+    )
+
+
+def _tier_colour(tier: str) -> str:
+    return _TIER_COLOURS.get(tier, _OTHER_TIER_COLOUR)
+
+
+def _category_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+    counts = Counter(tally.by_category)
+    names, tier_of = dict(tally.names), dict(tally.tier_of)
+    if exemplars is not None:
+        known = {c.id: c for c in exemplars.categories}
+        # Zero bars say which areas no row reached, but only for a file scored with mlmatch's
+        # own categories; a file scored with other exemplars would get foreign zeros.
+        if all(label in known for label in counts):
+            for category_id in known:
+                counts.setdefault(category_id, 0)
+        for category_id, category in known.items():
+            if not names.get(category_id):
+                names[category_id] = category.name
+            if not tier_of.get(category_id):
+                tier_of[category_id] = category.tier.value
+    tiers = _tier_order(list(set(tier_of.values())), exemplars)
+    rank = {tier: i for i, tier in enumerate(tiers)}
+    ordered = sorted(counts, key=lambda c: (-counts[c], rank.get(tier_of.get(c, ""), 99), c))
+    bars = [(names.get(c) or c, counts[c], _tier_colour(tier_of.get(c, ""))) for c in ordered]
+    hidden = ""
+    if len(bars) > _MAX_BARS:
+        rest = sum(count for _, count, _ in bars[_MAX_BARS - 1 :])
+        hidden = f" {len(bars) - _MAX_BARS + 1:,} more categories are shown as one bar."
+        bars = [*bars[: _MAX_BARS - 1], ("Other categories", rest, _OTHER_TIER_COLOUR)]
+    used = [t for t in tiers if any(tier_of.get(c) == t for c in counts)]
+    legend = "".join(
+        f'<span><i style="background:{_tier_colour(t)}"></i>{_e(_tier_name(t, exemplars))}</span>'
+        for t in used
+    )
+    return (
+        '<section id="categories"><h2>Rows by category</h2>'
+        f'<p class="note">Rows given each category; the share is of rows given a category '
+        f"({tally.labelled:,}).{hidden}</p>"
+        f'<p class="note legend">{legend}</p>'
+        f"{_bar_chart(bars, tally.labelled, 'Rows by category')}</section>"
+    )
+
+
+def _bar_chart(bars: Sequence[tuple[str, int, str]], total: int, title: str) -> str:
+    """Horizontal bars with their names at the left and count and share at the right."""
+    if not bars:
+        return '<p class="note">No rows.</p>'
+    label_width, bar_width, number_width, row = 290, 520, 150, 28
+    width = label_width + bar_width + number_width
+    height = row * len(bars) + 8
+    peak = max((count for _, count, _ in bars), default=0) or 1
+    items = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(title)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f"<title>{_e(title)}</title>"
+    ]
+    for i, (name, count, colour) in enumerate(bars):
+        y = 4 + i * row
+        length = bar_width * count / peak
+        shown = _shorten(name, 40)
+        items.append(
+            f"<g><title>{_e(name)}: {_e(_count(count, total))}</title>"
+            f'<text x="{label_width - 10}" y="{y + 18}" text-anchor="end">{_e(shown)}</text>'
+            f'<rect x="{label_width}" y="{y + 4}" width="{length:.1f}" height="{row - 8}" '
+            f'rx="3" fill="{colour}"/>'
+            f'<text x="{label_width + length + 8:.1f}" y="{y + 18}">{_e(_count(count, total))}'
+            "</text></g>"
+        )
+    items.append("</svg>")
+    return "".join(items)
+
+
+def _score_section(tally: _Tally) -> str:
+    counts = tally.histogram
+    scored = sum(counts)
+    if not scored:
+        chart = '<p class="note">No row was given a category.</p>'
+    else:
+        width, height, left, bottom, top = 980, 240, 50, 40, 24
+        step = (width - left - 10) / len(counts)
+        peak = max(counts) or 1
+        items = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Top scores" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            "<title>Top score of rows given a category</title>"
+            f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
+            'stroke="#9aa4ae"/>'
+        ]
+        for i, count in enumerate(counts):
+            bar = (height - bottom - top) * count / peak
+            x = left + i * step
+            y = height - bottom - bar
+            items.append(
+                f"<g><title>score {i / 10:.1f}&ndash;{(i + 1) / 10:.1f}: {count:,}</title>"
+                f'<rect x="{x + 4:.1f}" y="{y:.1f}" width="{step - 8:.1f}" height="{bar:.1f}" '
+                f'rx="2" fill="{_HIST_COLOUR}"/>'
+                f'<text x="{x + step / 2:.1f}" y="{y - 6:.1f}" text-anchor="middle">{count:,}'
+                "</text>"
+                f'<text x="{x + step / 2:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+                f"{i / 10:.1f}&ndash;{(i + 1) / 10:.1f}</text></g>"
+            )
+        items.append("</svg>")
+        chart = "".join(items)
+    return (
+        '<section id="scores"><h2>Scores of rows given a category</h2>'
+        '<p class="note">How many rows given a category had each top score '
+        "(<code>mlmatch_score</code>, 0 to 1); low scores are the less certain calls.</p>"
+        f"{chart}</section>"
+    )
+
+
+def _abstention_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+    names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
+    names.update({k: v for k, v in tally.names.items() if v})
+    if tally.abstained:
+        rows = "".join(
+            f"<tr><td>{_e(names.get(c, c))} <code>{_e(c)}</code></td>"
+            f'<td class="num">{_count(n, tally.abstained)}</td></tr>'
+            for c, n in tally.nearest_of_none.most_common(8)
+        )
+        body = (
+            f"<p>{_count(tally.abstained, tally.rows)} of the rows were given no category "
+            f"(<code>{NONE_LABEL}</code>): no area of the taxonomy was close enough. The areas "
+            "they came nearest to (<code>mlmatch_closest</code>):</p>"
+            f'<table><tr><th>Nearest category</th><th class="num">Rows</th></tr>{rows}</table>'
+        )
+    else:
+        body = f"<p>Every row was given a category or an error; none is <code>{NONE_LABEL}"
+        body += "</code>.</p>"
+    return f'<section id="abstentions"><h2>No category</h2>{body}</section>'
+
+
+def _error_section(tally: _Tally) -> str:
+    if not tally.errors:
+        body = "<p>Every row could be scored; no row has an error.</p>"
+    else:
+        rows = "".join(
+            f"<tr><td>{_e(reason)}</td><td class='num'>{n:,}</td>"
+            f"<td class='num'>{tally.first_row_of[reason]:,}</td></tr>"
+            for reason, n in tally.reasons.most_common(10)
+        )
+        more = len(tally.reasons) - min(len(tally.reasons), 10)
+        notes = []
+        if more:
+            notes.append(f"{more:,} less common reason(s) are not listed.")
+        if tally.other_reasons:
+            notes.append(
+                f"{tally.other_reasons:,} row(s) had yet other reasons, counted but not told apart."
+            )
+        note = f'<p class="note">{" ".join(notes)}</p>' if notes else ""
+        body = (
+            f"<p>{_count(tally.errors, tally.rows)} of the rows could not be scored; "
+            "<code>mlmatch_error</code> says why. The most common reasons (the row's own "
+            "numbers and quotes shown as N and …):</p>"
+            "<table><tr><th>Reason</th><th class='num'>Rows</th><th class='num'>First row"
+            f"</th></tr>{rows}</table>{note}"
+        )
+    return f'<section id="errors"><h2>Rows that could not be scored</h2>{body}</section>'
+
+
+def _score_cell(score: float | None) -> str:
+    return f"{score:.3f}" if score is not None else "—"
+
+
+def _category_cell(category_id: str, names: dict[str, str]) -> str:
+    return f'{_e(names.get(category_id, category_id))}<span class="id">{_e(category_id)}</span>'
+
+
+def _review_section(source: _Source, tally: _Tally, exemplars: ExemplarSet | None) -> str:
+    names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
+    names.update({k: v for k, v in tally.names.items() if v})
+    queue = sorted((entry[2] for entry in tally.heap), key=lambda r: (r.key, r.row))
+    by_margin = source.top >= 2
+    what = (
+        "the smallest margin between the top score and the runner-up's "
+        "(<code>mlmatch_score</code> &minus; <code>mlmatch_score_2</code>)"
+        if by_margin
+        else "the lowest top score (<code>mlmatch_score</code>; score with "
+        "<code>--top 2</code> to rank by the margin to the runner-up instead)"
+    )
+    if not queue:
+        table = '<p class="note">No row was given a category, so there is nothing to review.</p>'
+    else:
+        key_name = "Margin" if by_margin else "Score"
+        rows = []
+        for item in queue:
+            first = _category_cell(item.label, names)
+            second = _category_cell(item.second, names) if item.second else "—"
+            text = " · ".join(
+                f"<b>{_e(name)}:</b> {_e(cell)}" if name else _e(cell) for name, cell in item.text
+            )
+            rows.append(
+                f'<tr><td class="num">{item.row:,}</td><td class="text">{text}</td>'
+                f'<td>{first}</td><td class="num">{_score_cell(item.score)}</td>'
+                f'<td>{second}</td><td class="num">{_score_cell(item.second_score)}</td>'
+                f'<td class="num">{_score_cell(item.key if math.isfinite(item.key) else None)}'
+                "</td></tr>"
+            )
+        table = (
+            '<table><tr><th class="num">Row</th><th>Text</th><th>Category</th>'
+            '<th class="num">Score</th><th>Runner-up</th><th class="num">Score</th>'
+            f'<th class="num">{key_name}</th></tr>{"".join(rows)}</table>'
+        )
+    texts = ", ".join(f"<code>{_e(c)}</code>" for c in source.text_columns) or "none"
+    guessed = " (every column that is not mlmatch's and holds text)" if source.guessed else ""
+    return (
+        '<section id="review"><h2>Review queue</h2>'
+        f"<p>The {len(queue):,} row(s) given a category with {what}: the calls most worth a "
+        "person's second look. Row 1 is the first row after the header.</p>"
+        f'<p class="note">Text shown: {texts}{guessed}.</p>{table}</section>'
+    )
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{size:,} bytes" if unit == "bytes" else f"{value:.1f} {unit} ({size:,} bytes)"
+        value /= 1000
+    return f"{size:,} bytes"  # not reached: the loop returns at GB
+
+
+def _source_section(source: _Source, tally: _Tally) -> str:
+    fmt = source.format.value.upper() if source.format is not Format.JSONL else "JSON Lines"
+    top = (
+        f"{source.top} (<code>--top {source.top}</code>: the best {source.top} categories of "
+        "each row)"
+        if source.top > 1
+        else "1 (the best category of each row, and the runner-up's name)"
+    )
+    where = "stdin" if source.path == "-" else str(Path(source.path).resolve())
+    facts = [
+        ("File", _e(where)),
+        ("Format", _e(fmt)),
+        ("Rows", f"{tally.rows:,}"),
+        ("Columns", f"{len(source.columns):,}, of which {len(source.ours)} are mlmatch's"),
+        ("mlmatch columns", ", ".join(f"<code>{_e(c)}</code>" for c in source.ours)),
+        ("Matches per row", top),
+        ("File size", _size(source.size) if source.size is not None else "unknown (stdin)"),
+        ("Modified", _e(source.modified or "unknown (stdin)")),
+        ("Report made by", f"mlmatch {_e(__version__)}"),
+    ]
+    items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
+    return f'<section id="source"><h2>How the file was scored</h2><dl>{items}</dl></section>'
