@@ -45,7 +45,8 @@ _MAX_REASONS = 1000
 _MAX_BARS = 40
 _CELL_CHARS = 160
 _TEXT_CHARS = 400
-_READ_CHUNK = 4096
+# Rows held at once while reading: the chunk is most of what the report keeps in memory.
+_READ_CHUNK = 1024
 
 _TIER_COLOURS = {
     "revolutionary": "#1b7f5b",
@@ -390,7 +391,7 @@ def _text(cell: Any) -> str:
         return ""
     text = cell if isinstance(cell, str) else str(cell)
     if text.startswith("'") and text[1:2] and text[1] in _FORMULA_START:
-        return text[1:]
+        text = text[1:]
     return text.strip()
 
 
@@ -795,7 +796,8 @@ def _source_section(source: _Source, tally: _Tally) -> str:
         if source.top > 1
         else "1 (the best category of each row, and the runner-up's name)"
     )
-    where = "stdin" if source.path == "-" else str(Path(source.path).resolve())
+    # The path as given: an absolute one would put the author's folders into a shared page.
+    where = "stdin" if source.path == "-" else source.path
     facts = [
         ("File", _e(where)),
         ("Format", _e(fmt)),
