@@ -43,8 +43,8 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.model_selection import StratifiedKFold
 
 from mlmatch import NONE_LABEL, load_encoder, load_exemplars
-from mlmatch.matcher import DEFAULT_THRESHOLD
-from mlmatch.scoring import Aggregation, Scorer, decide
+from mlmatch.config import DEFAULT_THRESHOLD
+from mlmatch.pipeline.scoring import Aggregation, Scorer, decide
 
 THRESHOLDS = np.round(np.arange(0.0, 0.81, 0.02), 2)
 FOLDS = 10

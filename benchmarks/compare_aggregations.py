@@ -23,7 +23,7 @@ from common import load_labelled, write_result
 from sklearn.model_selection import StratifiedKFold
 
 from mlmatch import NONE_LABEL, load_encoder, load_exemplars
-from mlmatch.scoring import Aggregation, Scorer, decide
+from mlmatch.pipeline.scoring import Aggregation, Scorer, decide
 
 THRESHOLDS = np.round(np.arange(0.0, 0.81, 0.02), 2)
 CONFIGS = [

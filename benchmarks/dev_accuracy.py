@@ -19,7 +19,7 @@ from common import load_labelled, write_result
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlmatch import NONE_LABEL, Matcher
-from mlmatch.scoring import Scorer, decide
+from mlmatch.pipeline.scoring import Scorer, decide
 
 
 def cross_validated(matcher: Matcher, folds: int) -> float:

@@ -18,7 +18,7 @@ from mlmatch.calibration import (
     choose_calibrator,
     fit_calibrator,
 )
-from mlmatch.matcher import DEFAULT_THRESHOLD
+from mlmatch.config import DEFAULT_THRESHOLD
 
 RNG = np.random.default_rng(0)
 # Scores whose true probability of being right is score**2: raw scores are overconfident.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlmatch import Matcher
-from mlmatch.matcher import DEFAULT_MAX_CHARS
+from mlmatch.config import DEFAULT_MAX_CHARS
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sklearn.utils import estimator_checks as checks
 import mlmatch
 import mlmatch.sklearn
 from mlmatch import Aggregation
-from mlmatch.matcher import DEFAULT_THRESHOLD
+from mlmatch.config import DEFAULT_THRESHOLD, MatcherConfig
 from mlmatch.sklearn import ExemplarClassifier, clear_encoder_cache
 
 TRAIN = {
@@ -201,10 +201,25 @@ def test_default_params_come_from_the_matcher():
         "k": 3,
         "use_none": True,
         "description_weight": 0.0,
-        "threshold": DEFAULT_THRESHOLD,
-        "batch_size": 64,
+        "threshold": None,
+        "batch_size": None,
         "encoder": None,
+        "config": None,
     }
+
+
+def test_fitted_matcher_gets_the_defaults_and_the_config(fake_encoder: FakeEncoder):
+    texts = ["robot arm grasping boxes", "forecast weekly demand", "fix the printer"]
+    plain = ExemplarClassifier(encoder=fake_encoder).fit(
+        texts, ["robotics", "time-series-forecasting", "none"]
+    )
+    assert plain.matcher_.threshold == DEFAULT_THRESHOLD
+    assert plain.matcher_.batch_size == 64
+    tuned = ExemplarClassifier(
+        encoder=fake_encoder, config=MatcherConfig(max_chars=50, threshold=0.5), threshold=0.3
+    ).fit(texts, ["robotics", "time-series-forecasting", "none"])
+    assert tuned.matcher_.config.max_chars == 50
+    assert tuned.matcher_.threshold == 0.3  # the estimator's own parameter wins
 
 
 def test_get_params_set_params_round_trip(fake_encoder: FakeEncoder):

@@ -24,7 +24,7 @@ from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.language import detect_language
 from mlmatch.matcher import Matcher, classify, classify_many, default_matcher
 from mlmatch.models import Category, Classification, Evidence, Match, Tier
-from mlmatch.scoring import Aggregation
+from mlmatch.pipeline.scoring import Aggregation
 from mlmatch.version import __version__
 
 __all__ = [

@@ -32,7 +32,14 @@ from mlmatch.cache import warn_unwritable
 from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.errors import ModelLoadError
 
-__all__ = ["ADAPTER_FILE", "ADAPTER_MANIFEST", "Adapter", "find_adapter", "merged_model"]
+__all__ = [
+    "ADAPTER_FILE",
+    "ADAPTER_MANIFEST",
+    "Adapter",
+    "adapter_for",
+    "find_adapter",
+    "merged_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +88,22 @@ class Adapter:
                 "changed or damaged: run `mlmatch tune` on the folder again"
             )
         return {name: array.astype("float32") for name, array in load(blob).items()}
+
+
+def adapter_for(source: str, exemplars_hash: str) -> Adapter | None:
+    """The adapter of the exemplar folder ``source`` (none for a set not read from a folder).
+
+    A stale adapter (tuned on other exemplars) is still used, with a warning to tune again.
+    """
+    folder = Path(source)
+    found = find_adapter(folder) if folder.is_dir() else None
+    if found is not None and found.is_stale(exemplars_hash):
+        logger.warning(
+            "the adapter in %s was tuned on other exemplars; run `mlmatch tune %s` again",
+            folder,
+            folder,
+        )
+    return found
 
 
 def find_adapter(folder: str | Path) -> Adapter | None:

@@ -188,7 +188,7 @@ def diagnose(
 
 def _cross_fitted_predictions(matcher: Matcher) -> np.ndarray:
     """Each exemplar's answer from a matcher fitted without its fold (``none`` = abstained)."""
-    from mlmatch.scoring import decide
+    from mlmatch.pipeline.scoring import decide
 
     scores, _ = matcher.cross_fitted_scores()
     n = len(matcher.exemplars.category_ids)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlmatch.exemplars import NONE_LABEL
+from mlmatch.exemplars import NONE_LABEL, normalize_labels
 from mlmatch.models import Classification
 
 if TYPE_CHECKING:
@@ -20,11 +20,10 @@ __all__ = [
     "EvaluationReport",
     "Misclassified",
     "evaluate",
+    "normalize_labels",
     "report_from_results",
 ]
 
-# Labels that mean "no category" in a labelled file.
-_NONE_SPELLINGS = {NONE_LABEL, ""}
 _CALIBRATION_BINS = 10
 
 
@@ -165,22 +164,6 @@ def evaluate(
         raise ValueError(f"{len(texts)} texts but {len(truth)} labels; pass one label per text")
     results = matcher.classify_many(texts, batch_size=batch_size)
     return report_from_results(results, truth, matcher.exemplars.category_ids)
-
-
-def normalize_labels(labels: Sequence[str | None], known: Sequence[str]) -> list[str]:
-    """Map the spellings of "no category" to ``none``; reject unknown ids with the valid ones."""
-    valid = set(known)
-    truth = []
-    for index, label in enumerate(labels):
-        value = NONE_LABEL if label is None else str(label).strip()
-        value = NONE_LABEL if value.lower() in _NONE_SPELLINGS else value
-        if value != NONE_LABEL and value not in valid:
-            raise ValueError(
-                f"labels[{index}] is {label!r}, which is no category id; "
-                f"use one of {', '.join(known)} or none"
-            )
-        truth.append(value)
-    return truth
 
 
 def report_from_results(

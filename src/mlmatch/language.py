@@ -21,7 +21,9 @@ import re
 import unicodedata
 from collections import Counter
 
-__all__ = ["detect_language"]
+from mlmatch.errors import NotEnglishError
+
+__all__ = ["detect_language", "refuse_foreign"]
 
 # Frequent function words per language. Words that are also common in English text ("die", "in",
 # "also", "per", "OS", ".com") are left out of the other languages' lists on purpose.
@@ -157,6 +159,18 @@ def detect_language(text: str) -> str | None:
     if hits[best] >= _MIN_HITS and hits[best] > _RATIO * english:
         return best
     return None
+
+
+def refuse_foreign(text: str, what: str = "text") -> None:
+    """Raise :class:`~mlmatch.errors.NotEnglishError` when ``text`` is clearly not English."""
+    language = detect_language(text)
+    if language is not None:
+        raise NotEnglishError(
+            f"{what} looks like {language}, not English; mlmatch's model and exemplars are "
+            "English, so translate it first (with a multilingual model, turn the check off: "
+            "Matcher(check_language=False) or --no-language-check)",
+            language,
+        )
 
 
 def _script(character: str) -> str:

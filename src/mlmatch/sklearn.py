@@ -29,28 +29,27 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from mlmatch.config import MatcherConfig
 from mlmatch.encoders import Encoder, load_encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
-from mlmatch.matcher import (
-    DEFAULT_AGGREGATION,
-    DEFAULT_DESCRIPTION_WEIGHT,
-    DEFAULT_THRESHOLD,
-    Matcher,
-)
-from mlmatch.scoring import Aggregation
+from mlmatch.matcher import Matcher
+from mlmatch.pipeline.scoring import Aggregation
 
 __all__ = ["MEMO_SIZE", "ExemplarClassifier", "clear_encoder_cache"]
 
 # Texts whose embeddings each encoder remembers (least recently used forgotten first): about 30 MB
 # for a 384-dimensional model, and room for every exemplar of a typical training set.
 MEMO_SIZE = 20_000
+_DEFAULT = MatcherConfig()
 
 
 class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Scikit-learn classifier of problem descriptions, backed by a :class:`~mlmatch.Matcher`.
 
     ``fit(X, y)`` takes texts and their category ids (``none`` for text of no category) and
-    builds a matcher whose exemplars are those texts; the other parameters are the matcher's.
+    builds a matcher whose exemplars are those texts; the other parameters are the matcher's
+    (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring settings are
+    parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries the rest.
     ``predict`` answers ``"none"`` where the matcher abstains, even if ``y`` had no ``none``.
 
     Args:
@@ -60,22 +59,24 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         k: Neighbours used by the ``topk``, ``knn`` and ``hybrid`` aggregations.
         use_none: Let the ``none`` examples compete as a class.
         description_weight: Weight in [0, 1] of the similarity to the category descriptions.
-        threshold: Abstain when the best category scores below this.
-        batch_size: Texts per encoder batch.
+        threshold: Abstain when the best category scores below this (default: the matcher's).
+        batch_size: Texts per encoder batch (default: the encoder's preference).
         encoder: Any :class:`~mlmatch.Encoder` to use instead of ``model``; clones share it.
+        config: Any other matcher settings; the parameters above override its values.
 
     """
 
     def __init__(
         self,
         model: str | Path | None = None,
-        aggregation: Aggregation | str = DEFAULT_AGGREGATION.value,
-        k: int = 3,
-        use_none: bool = True,
-        description_weight: float = DEFAULT_DESCRIPTION_WEIGHT,
-        threshold: float = DEFAULT_THRESHOLD,
-        batch_size: int = 64,
+        aggregation: Aggregation | str = _DEFAULT.aggregation.value,
+        k: int = _DEFAULT.k,
+        use_none: bool = _DEFAULT.use_none,
+        description_weight: float = _DEFAULT.description_weight,
+        threshold: float | None = _DEFAULT.threshold,
+        batch_size: int | None = _DEFAULT.batch_size,
         encoder: Encoder | None = None,
+        config: MatcherConfig | None = None,
     ) -> None:
         self.model = model
         self.aggregation = aggregation
@@ -85,6 +86,7 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.threshold = threshold
         self.batch_size = batch_size
         self.encoder = encoder
+        self.config = config
 
     def fit(self, X: Any, y: Any) -> ExemplarClassifier:
         """Build the matcher from texts ``X`` and their category ids ``y``."""
@@ -101,8 +103,7 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError("X is empty; fit needs labelled texts of at least one category")
         labels = [str(label) for label in y]
         exemplars = ExemplarSet.from_examples(texts, labels, taxonomy=_bundled_taxonomy())
-        self.matcher_ = Matcher(
-            encoder=self._shared_encoder(),
+        config = (self.config or _DEFAULT).replace(
             exemplars=exemplars,
             aggregation=self.aggregation,
             k=self.k,
@@ -114,6 +115,7 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             calibration=False,
             use_cache=False,
         )
+        self.matcher_ = Matcher(encoder=self._shared_encoder(), config=config)
         self.classes_ = np.array(sorted(set(labels)), dtype=object)
         return self
 

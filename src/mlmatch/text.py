@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["clean_text", "clean_texts", "split_sentences"]
+__all__ = ["clean_text", "clean_texts", "shorten", "split_sentences"]
 
 # A sentence ends at ., ! or ? followed by space and what starts a sentence, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"\u201c\u2018'(\[A-Z0-9])|\s*\n\s*")
@@ -64,9 +64,13 @@ def clean_text(text: object, *, max_chars: int | None = None, what: str = "text"
     return cleaned.strip()
 
 
+def shorten(text: str, width: int = 160) -> str:
+    """``text`` cut to at most ``width`` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def _preview(text: str, width: int = 30) -> str:
-    text = text.strip()
-    return repr(text if len(text) <= width else text[: width - 1] + "…")
+    return repr(shorten(text.strip(), width))
 
 
 def clean_texts(

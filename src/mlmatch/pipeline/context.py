@@ -13,9 +13,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mlmatch.pipeline.scoring import decide
 from mlmatch.text import split_sentences
 
-__all__ = ["CONTEXT_RECHECK", "CONTEXT_SIMILARITY", "strip_context"]
+__all__ = ["CONTEXT_RECHECK", "CONTEXT_SIMILARITY", "rescore_uncertain", "strip_context"]
+
+ScoreTexts = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 # A query sentence this close (cosine) to a sentence of the context pool is left out. Chosen on
 # the dev set wrapped in a separate pool (data/eval/context.yaml), all-MiniLM-L6-v2: 0.4 kept the
@@ -55,3 +58,30 @@ def strip_context(
         if kept and len(kept) < len(parts):
             result[i] = " ".join(kept)
     return result
+
+
+def rescore_uncertain(
+    texts: Sequence[str],
+    scores: np.ndarray,
+    sims: np.ndarray,
+    score: ScoreTexts,
+    strip: Callable[[list[str]], list[str]],
+    *,
+    threshold: float,
+    n_categories: int,
+    use_none: bool,
+) -> None:
+    """Score the uncertain rows again without their context sentences, in place.
+
+    A row that abstains, or whose best category scores below :data:`CONTEXT_RECHECK`, is scored
+    again by ``score`` on its text as ``strip`` leaves it, and that second answer stands;
+    confident rows are kept without the extra work.
+    """
+    winners = decide(scores, n_categories, threshold, use_none=use_none)
+    best = scores[:, :n_categories].max(axis=1)
+    unsure = np.flatnonzero((winners < 0) | (best < CONTEXT_RECHECK)).tolist()
+    stripped = strip([texts[i] for i in unsure])
+    changed = [(i, t) for i, t in zip(unsure, stripped, strict=True) if t != texts[i]]
+    if changed:
+        rows = np.array([i for i, _ in changed])
+        scores[rows], sims[rows] = score([t for _, t in changed])
