@@ -9,6 +9,7 @@ Importing this package is cheap: the model loads on the first classification.
 """
 
 from mlmatch.calibration import Calibration
+from mlmatch.config import MatcherConfig
 from mlmatch.diagnostics import HealthReport, diagnose
 from mlmatch.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mlmatch.errors import (
@@ -16,11 +17,13 @@ from mlmatch.errors import (
     DataFileError,
     ExemplarError,
     MlmatchError,
+    MissingExtraError,
     ModelLoadError,
     NotEnglishError,
 )
 from mlmatch.evaluation import EvaluationReport, evaluate
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.frames import classify_frame
 from mlmatch.language import detect_language
 from mlmatch.matcher import Matcher, classify, classify_many, default_matcher
 from mlmatch.models import Category, Classification, Evidence, Match, Tier
@@ -44,12 +47,15 @@ __all__ = [
     "HealthReport",
     "Match",
     "Matcher",
+    "MatcherConfig",
+    "MissingExtraError",
     "MlmatchError",
     "ModelLoadError",
     "NotEnglishError",
     "Tier",
     "__version__",
     "classify",
+    "classify_frame",
     "classify_many",
     "default_matcher",
     "detect_language",

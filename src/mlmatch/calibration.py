@@ -40,6 +40,7 @@ __all__ = [
     "Calibrator",
     "check_calibration_set",
     "choose_calibrator",
+    "expected_calibration_error",
     "fit_calibrator",
 ]
 
@@ -315,3 +316,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
+) -> float:
+    """Weighted mean |accuracy - mean confidence| over equal-width confidence bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmatch.exemplars import NONE_LABEL
+from mlmatch.text import shorten
 
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
@@ -72,6 +73,11 @@ class HealthReport(_Frozen):
         """Categories to strengthen first (few exemplars or low cross-fitted recall)."""
         return [cid for cid, health in self.categories.items() if health.needs_exemplars]
 
+    def _repr_html_(self) -> str:
+        from mlmatch.display import health_html
+
+        return health_html(self)
+
     def format(self, *, limit: int = 15) -> str:
         """A plain-text rendering for terminals."""
         lines = [f"{'category':26} {'exemplars':>9} {'cv recall':>9} {'misplaced':>9}"]
@@ -84,13 +90,13 @@ class HealthReport(_Frozen):
         lines += [f"  {share:.3f}  {a} <-> {b}" for a, b, share in self.confusable_pairs[:limit]]
         lines += ["", f"near-duplicate exemplars: {len(self.near_duplicates)}"]
         for d in self.near_duplicates[:limit]:
-            lines.append(f"  {d.similarity:.3f}  [{d.first_category}] {_cut(d.first)}")
-            lines.append(f"         [{d.second_category}] {_cut(d.second)}")
+            lines.append(f"  {d.similarity:.3f}  [{d.first_category}] {shorten(d.first, 90)}")
+            lines.append(f"         [{d.second_category}] {shorten(d.second, 90)}")
         lines += ["", f"exemplars nearer another category: {len(self.misplaced)}"]
         for m in self.misplaced[:limit]:
             lines.append(
                 f"  [{m.category} -> {m.nearer}] {m.own_similarity:.2f} < "
-                f"{m.other_similarity:.2f}  {_cut(m.text)}"
+                f"{m.other_similarity:.2f}  {shorten(m.text, 90)}"
             )
         return "\n".join(lines)
 
@@ -195,7 +201,3 @@ def _cross_fitted_predictions(matcher: Matcher) -> np.ndarray:
     ids = np.array([*matcher.exemplars.category_ids, NONE_LABEL])
     winners = decide(scores, n, matcher.threshold, use_none=matcher.use_none)
     return ids[np.where(winners < 0, n, winners)]
-
-
-def _cut(text: str, width: int = 90) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

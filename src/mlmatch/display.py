@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mlmatch.extras import require
 from mlmatch.models import Tier
+from mlmatch.text import shorten
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -72,8 +74,6 @@ _CSS: dict[str, str] = {
     "flag": "color:#fff;background:#e8590c;border-radius:9px;padding:0 7px;font-size:11px;",
 }
 
-_TEXT_WIDTH = 160  # characters of a quoted text; long problem descriptions would swamp the view
-
 
 def classification_html(result: Classification, *, top: int = 3) -> str:
     """One classification: verdict, ranked categories as bars, explanation, evidence of the top."""
@@ -89,7 +89,7 @@ def classification_html(result: Classification, *, top: int = 3) -> str:
     if result.category is None and result.reads_like:
         parts.append(f"<div>Reads like: <b>{_e(result.reads_like)}</b></div>")
     parts.append(f"<div>{_e(result.verdict)}</div>")
-    parts.append(f'<div style="{_CSS["quote"]}">“{_e(_cut(result.text))}”</div>')
+    parts.append(f'<div style="{_CSS["quote"]}">“{_e(shorten(result.text))}”</div>')
     parts.append(_ranking(result.matches))
     parts.append(f'<div style="margin:6px 0;">{_e(result.explanation)}</div>')
     parts.append(_evidence(result.matches[:top]))
@@ -145,7 +145,7 @@ def evaluation_html(report: EvaluationReport, *, max_errors: int = 10) -> str:
                 _td(_e(m.predicted)),
                 _num(f"{m.score:.3f}"),
                 _num("&ndash;" if m.true_rank is None else str(m.true_rank)),
-                _td(_e(_cut(m.text))),
+                _td(_e(shorten(m.text))),
             ]
             for m in shown
         ]
@@ -187,8 +187,8 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
         [
             _num(f"{d.similarity:.3f}"),
             _td(
-                f"[{_e(d.first_category)}] {_e(_cut(d.first))}<br>"
-                f"[{_e(d.second_category)}] {_e(_cut(d.second))}"
+                f"[{_e(d.first_category)}] {_e(shorten(d.first))}<br>"
+                f"[{_e(d.second_category)}] {_e(shorten(d.second))}"
             ),
         ]
         for d in report.near_duplicates[:limit]
@@ -203,7 +203,7 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
         [
             _td(f"{_e(m.category)} → {_e(m.nearer)}"),
             _num(f"{m.own_similarity:.2f} &lt; {m.other_similarity:.2f}"),
-            _td(_e(_cut(m.text))),
+            _td(_e(shorten(m.text))),
         ]
         for m in report.misplaced[:limit]
     ]
@@ -274,7 +274,7 @@ def plot_reliability(
     plt = _pyplot()
     from sklearn.calibration import calibration_curve
 
-    from mlmatch.evaluation import expected_calibration_error
+    from mlmatch.calibration import expected_calibration_error
 
     confidence, correct = _reliability_arrays(source, truth)
     if ax is None:
@@ -305,15 +305,13 @@ def plot_reliability(
 
 def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-item confidence of the best category and whether it was the true label."""
-    from mlmatch.evaluation import EvaluationReport
     from mlmatch.exemplars import NONE_LABEL
     from mlmatch.models import Classification
 
-    if isinstance(source, EvaluationReport):
-        # Read by name so this works once the report carries per-item values, and says so before.
+    if hasattr(source, "per_category"):  # an EvaluationReport (not imported: it imports this)
         confidences = getattr(source, "confidences", None)
         top_correct = getattr(source, "top_correct", None)
-        if confidences is None or top_correct is None:
+        if not confidences or not top_correct:
             raise ValueError(
                 "this EvaluationReport holds no per-item confidences; pass the classifications "
                 "and their true labels, or confidences and whether each was right"
@@ -346,12 +344,7 @@ def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray
 
 def _pyplot() -> Any:
     """matplotlib.pyplot, or an ImportError naming the extra that installs it."""
-    try:
-        import matplotlib  # noqa: F401 - imported first so a missing package fails here
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError('plotting needs matplotlib: pip install "mlmatch[plot]"') from error
-    return plt
+    return require("matplotlib.pyplot", "plot", purpose="plotting")
 
 
 def _ranking(matches: Sequence[Match]) -> str:
@@ -387,7 +380,8 @@ def _evidence(matches: Sequence[Match]) -> str:
         if not m.evidence:
             continue
         items = "".join(
-            f'<li class="mlmatch-evidence"><code>{e.similarity:.2f}</code> {_e(_cut(e.text))}</li>'
+            f'<li class="mlmatch-evidence"><code>{e.similarity:.2f}</code> '
+            f"{_e(shorten(e.text))}</li>"
             for e in m.evidence
         )
         parts.append(
@@ -465,10 +459,6 @@ def _num(content: str) -> str:
 
 def _tier_name(tier: Tier) -> str:
     return tier.value.replace("-", " ")
-
-
-def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _e(text: str) -> str:

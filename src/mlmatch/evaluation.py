@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlmatch.calibration import expected_calibration_error
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
 from mlmatch.models import Classification
 
@@ -23,8 +24,6 @@ __all__ = [
     "normalize_labels",
     "report_from_results",
 ]
-
-_CALIBRATION_BINS = 10
 
 
 class CategoryMetrics(BaseModel):
@@ -75,6 +74,36 @@ class EvaluationReport(BaseModel):
     labels: list[str] = Field(description="Row and column order of the confusion matrix.")
     confusion: list[list[int]] = Field(description="confusion[i][j]: true labels[i], answered j.")
     misclassified: list[Misclassified]
+    confidences: list[float] = Field(
+        default_factory=list,
+        description="Per item, in input order: the best category's calibrated confidence (its "
+        "score when the matcher has no calibration).",
+    )
+    top_correct: list[bool] = Field(
+        default_factory=list,
+        description="Per item: whether the best-ranked category was the true label.",
+    )
+
+    def _repr_html_(self) -> str:
+        from mlmatch.display import evaluation_html
+
+        return evaluation_html(self)
+
+    def plot_confusion(self, *, ax: Any = None, normalize: str | None = None) -> Any:
+        """The confusion matrix (``none`` included) drawn by scikit-learn; needs ``[plot]``.
+
+        ``normalize``: ``"true"``, ``"pred"`` or ``"all"`` shows shares instead of counts.
+        Returns the matplotlib Axes.
+        """
+        from mlmatch.display import plot_confusion
+
+        return plot_confusion(self, ax=ax, normalize=normalize)  # type: ignore[arg-type]
+
+    def plot_reliability(self, *, ax: Any = None, bins: int = 10) -> Any:
+        """Stated confidence against how often the best category was right; needs ``[plot]``."""
+        from mlmatch.display import plot_reliability
+
+        return plot_reliability(self, ax=ax, bins=bins)
 
     def to_frame(self) -> dict[str, Any]:
         """The report as pandas DataFrames: summary, per_category, confusion, misclassified."""
@@ -233,18 +262,6 @@ def report_from_results(
         labels=labels,
         confusion=confusion.tolist(),
         misclassified=misclassified,
+        confidences=confidence.tolist(),
+        top_correct=top_right.tolist(),
     )
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = _CALIBRATION_BINS
-) -> float:
-    """Weighted mean |accuracy - mean confidence| over equal-width confidence bins."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)

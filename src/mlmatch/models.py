@@ -95,6 +95,11 @@ class Classification(_Frozen):
         """Score gap between the best and the second-ranked category."""
         return self.matches[0].score - self.matches[1].score if len(self.matches) > 1 else 1.0
 
+    def _repr_html_(self) -> str:
+        from mlmatch.display import classification_html
+
+        return classification_html(self)
+
 
 class CalibrationReport(_Frozen):
     """What :meth:`mlmatch.Matcher.calibrate` fitted."""

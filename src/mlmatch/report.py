@@ -29,6 +29,7 @@ from mlmatch.errors import DataFileError, ExemplarError
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.outputs import check_destination, create_exclusive, place
 from mlmatch.tables import Format, TableReader, detect_format, open_reader
+from mlmatch.text import shorten
 from mlmatch.version import __version__
 
 if TYPE_CHECKING:
@@ -418,15 +419,10 @@ def _row_text(
         cell = reader.value(record, position)
         if cell is None or cell == "" or room <= 0:
             continue
-        text = _shorten(cell if isinstance(cell, str) else str(cell), min(_CELL_CHARS, room))
+        text = shorten(" ".join(str(cell).split()), min(_CELL_CHARS, room))
         room -= len(text)
         parts.append((name if show_names else "", text))
     return tuple(parts)
-
-
-def _shorten(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 # --------------------------------------------------------------------------- rendering
@@ -625,7 +621,7 @@ def _bar_chart(bars: Sequence[tuple[str, int, str]], total: int, title: str) -> 
     for i, (name, count, colour) in enumerate(bars):
         y = 4 + i * row
         length = bar_width * count / peak
-        shown = _shorten(name, 40)
+        shown = shorten(" ".join(name.split()), 40)
         items.append(
             f"<g><title>{_e(name)}: {_e(_count(count, total))}</title>"
             f'<text x="{label_width - 10}" y="{y + 18}" text-anchor="end">{_e(shown)}</text>'
