@@ -1,7 +1,7 @@
 """Loading sentence-transformers models: offline, quietly, with one message when torch is absent.
 
-Used by the torch backend and by everything that needs the model's weights once (the ONNX export,
-the static distillation, adapters and tuning); never on the path of the default onnx backend.
+Used by the torch backend and by what needs a model's PyTorch weights (adapters and tuning); never
+on the path of the default onnx backend. Everything here needs the ``torch`` extra.
 """
 
 from __future__ import annotations
@@ -44,15 +44,13 @@ def offline() -> Iterator[None]:
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Hide transformers' weight-loading progress bar; restore its setting afterwards."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        yield
-        return
+    hf_logging = require(
+        "transformers.utils.logging", "torch", purpose="loading a sentence-transformers model"
+    )
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.enable_progress_bar()

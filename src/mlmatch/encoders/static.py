@@ -1,13 +1,14 @@
 """A static embedding backend: token vectors distilled once from the sentence model.
 
-In the spirit of model2vec: every token of the model's vocabulary is embedded alone by the
-sentence-transformers model, the vectors are reduced by PCA and weighted by SIF weights from a Zipf
+In the spirit of model2vec: every token of the model's vocabulary is embedded alone by the model
+(its int8 ONNX export, the default backend: the one shipped with mlmatch for the bundled model, so
+distilling needs no torch), the vectors are reduced by PCA and weighted by SIF weights from a Zipf
 estimate of token frequency, and a text becomes the L2-normalized mean of its tokens' vectors. This
 trades some accuracy for encoding that costs a tokenizer call and a table lookup, for very large
 batches.
 
-Distilling imports sentence-transformers and torch and runs once per model; the result is cached
-on disk. Loading and encoding import only numpy and ``tokenizers``.
+Distilling runs once per model and the result is cached on disk. Loading and encoding import only
+numpy and ``tokenizers``.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from mlmatch.cache import cache_key
-from mlmatch.encoders.hf import load_sentence_model
-from mlmatch.encoders.resolve import resolve_model
-from mlmatch.errors import MissingExtraError, ModelLoadError
+from mlmatch.encoders.onnx import load_onnx_encoder, onnx_model_id
+from mlmatch.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -52,12 +52,11 @@ logger = logging.getLogger(__name__)
 STATIC_DIMS = 256
 SIF_COEFFICIENT = 1e-3
 # Part of the model id and of the artifact key: change it whenever the recipe changes, so that
-# neither stale artifacts nor exemplar embeddings cached under the old id are reused.
+# neither stale artifacts nor exemplar embeddings cached under the old id are reused. The model
+# id also names the model distilled from (the ONNX export's id, "...|onnx-int8").
 _RECIPE = f"static-{STATIC_DIMS}"
 _FORMAT = 1
 _UNUSED = re.compile(r"\[unused\d+\]")
-# Vocabulary tokens per forward pass while distilling; each input is only a few tokens long.
-_DISTILL_BATCH = 2048
 # Texts tokenized and pooled at once; bounds the (tokens x dims) gather, about 25 MB at 100 tokens
 # per text.
 _ENCODE_CHUNK = 1024
@@ -241,14 +240,15 @@ def load_static_encoder(
     """The static version of ``model``, distilled on first use and cached under ``cache_dir``.
 
     ``model`` is resolved as :func:`mlmatch.encoders.load_encoder` does (``None`` is the bundled
-    all-MiniLM-L6-v2). Artifacts live in ``cache_dir/static/<key>/``; a missing or damaged folder
-    is distilled again (about a minute on two CPU cores, needs sentence-transformers and torch).
-    An unwritable cache only logs a warning.
+    all-MiniLM-L6-v2). It is distilled from the model's int8 ONNX export (for the bundled model,
+    the one shipped with mlmatch: no torch needed). Artifacts live in
+    ``cache_dir/static/<key>/``; a missing or damaged folder is distilled again (about half a
+    minute on two CPU cores). An unwritable cache only logs a warning.
     """
-    path, base_id = resolve_model(model, adapter, Path(cache_dir).expanduser())
-    model_id = f"{base_id}|{_RECIPE}"
+    cache = Path(cache_dir).expanduser()
+    model_id = f"{onnx_model_id(model, cache, adapter=adapter)}|{_RECIPE}"
     key = cache_key("static", model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
-    folder = Path(cache_dir).expanduser() / "static" / key
+    folder = cache / "static" / key
     if StaticLayout(folder).manifest.exists():
         try:
             encoder = StaticEncoder.load(folder, model_id=model_id)
@@ -259,7 +259,7 @@ def load_static_encoder(
         else:
             logger.debug("static model %s loaded from %s", model_id, folder)
             return encoder
-    encoder = StaticEncoder(*_distill(path), model_id)
+    encoder = StaticEncoder(*_distill(model, cache, adapter), model_id)
     _install(encoder, folder)
     return encoder
 
@@ -294,50 +294,27 @@ def _install(encoder: StaticEncoder, folder: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _distill(path: str) -> tuple[np.ndarray, Tokenizer]:
+def _distill(
+    model: str | Path | None, cache_dir: Path, adapter: Adapter | None
+) -> tuple[np.ndarray, Tokenizer]:
     """Embed every vocabulary token alone with the model; return the vector table and tokenizer."""
     started = time.perf_counter()
     from sklearn.decomposition import PCA
 
-    try:
-        model = load_sentence_model(path, device=None, purpose="distilling a static model")
-        import torch
-    except MissingExtraError:
-        raise
-    except Exception as error:
-        raise ModelLoadError(
-            f"could not load the sentence-transformers model {path!r} to distill a static model "
-            f"({type(error).__name__}: {error})"
-        ) from error
-    backend = getattr(model.tokenizer, "backend_tokenizer", None)
-    if not isinstance(backend, Tokenizer):
-        raise ModelLoadError(f"the model {path!r} has no fast tokenizer to build a static model on")
-    tokenizer = Tokenizer.from_str(backend.to_str())
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-
-    token_ids = _vocabulary(tokenizer, set(model.tokenizer.all_special_ids))
+    onnx = load_onnx_encoder(model, cache_dir, adapter=adapter)
+    tokenizer = onnx.tokenizer()
+    token_ids = _vocabulary(tokenizer, set())
+    if not len(token_ids):
+        raise ModelLoadError(f"the model {onnx.model_id} has no vocabulary to distill")
     prefix, suffix = _special_wrapping(tokenizer)
     logger.info(
-        "distilling a static model from %s: embedding %d vocabulary tokens", path, len(token_ids)
+        "distilling a static model from %s: embedding %d vocabulary tokens",
+        onnx.model_id,
+        len(token_ids),
     )
-    inputs = np.column_stack(
-        [np.tile(prefix, (len(token_ids), 1)), token_ids, np.tile(suffix, (len(token_ids), 1))]
-    ).astype(np.int64)
-    with_types = "token_type_ids" in getattr(model.tokenizer, "model_input_names", ())
-    embedded = []
-    with torch.inference_mode():
-        for start in range(0, len(inputs), _DISTILL_BATCH):
-            ids = torch.from_numpy(inputs[start : start + _DISTILL_BATCH]).to(model.device)
-            features: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-            if with_types:
-                features["token_type_ids"] = torch.zeros_like(ids)
-            # Mean over the token and its special tokens, before the model's normalization:
-            # a token's norm carries how much it says.
-            tokens = model.forward(features)["token_embeddings"]
-            embedded.append(tokens.float().mean(dim=1).cpu().numpy())
-            logger.debug("embedded %d of %d tokens", start + len(ids), len(inputs))
-    raw = np.concatenate(embedded).astype(np.float64)
+    # Each token between its special tokens, run alone; the mean over those three tokens, before
+    # the model's normalization: a token's norm carries how much it says.
+    raw = onnx.embed_ids([[*prefix, int(i), *suffix] for i in token_ids]).astype(np.float64)
     dims = min(STATIC_DIMS, raw.shape[1], len(raw))
     reduced = PCA(n_components=dims, svd_solver="full", random_state=0).fit_transform(raw)
     vectors = np.zeros((max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1, dims))

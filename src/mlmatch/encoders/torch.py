@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmatch.encoders.base import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, token_windows
-from mlmatch.encoders.hf import load_sentence_model
+from mlmatch.encoders.hf import load_sentence_model, offline
 from mlmatch.encoders.resolve import resolve_model
 from mlmatch.errors import MissingExtraError, ModelLoadError
+from mlmatch.extras import require
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -88,12 +89,13 @@ def load_torch_encoder(
     adapter: Adapter | None = None,
 ) -> SentenceTransformerEncoder:
     """Load a sentence-transformers model from local files (see :func:`~mlmatch.load_encoder`)."""
+    with offline():  # sentence-transformers reads HF_HUB_OFFLINE when it is imported
+        require("sentence_transformers", "torch", purpose="the torch backend")
     path, model_id = resolve_model(model, adapter, cache_dir)
     try:
         loaded = load_sentence_model(path, device=device, purpose="the torch backend")
         if threads is not None:
-            import torch
-
+            torch = require("torch", "torch", purpose="the torch backend")
             torch.set_num_threads(threads)
     except MissingExtraError:
         raise
