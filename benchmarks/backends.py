@@ -4,7 +4,7 @@ Run: python benchmarks/backends.py [--repeats 5] [--csv-rows 20000]
 
 * accuracy: dev-set top-1 and agreement of the top-1 label with the torch backend;
 * throughput: texts/s encoding the dev texts (x4), median of --repeats, and rows/s scoring a
-  --csv-rows CSV end to end (mlmatch.batch.score_file), once;
+  --csv-rows CSV end to end (mlmatch.io.local.score_file), once;
 * cold start: wall time of `mlmatch classify TEXT` in a fresh process with warm caches, median of
   --repeats, next to a plain script that imports sentence-transformers, loads the model and
   encodes one sentence (the "naive" cold start), and the peak RSS of those processes.
@@ -29,7 +29,7 @@ import numpy as np
 from common import load_labelled, measure_process, write_result
 
 from mlmatch import NONE_LABEL, Matcher, load_exemplars
-from mlmatch.batch import score_file
+from mlmatch.io.local import score_file
 
 BACKENDS = ["torch", "onnx", "static"]
 QUERY = "How many loaves will each of our bakeries sell tomorrow?"

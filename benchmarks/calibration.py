@@ -16,7 +16,7 @@ import numpy as np
 from common import load_labelled, write_result
 
 from mlmatch import NONE_LABEL, Matcher
-from mlmatch.evaluation import expected_calibration_error
+from mlmatch.metrics import expected_calibration_error
 
 
 def main() -> int:

@@ -5,8 +5,8 @@ Run: python benchmarks/ray_scaling.py [--rows 8000] [--files 4] [--repeats 2] [-
 The same texts (dev-set and exemplar texts, cycled to --rows) are split over --files CSV files and
 scored to Parquet three ways, each end to end (reading, scoring, writing):
 
-* local: mlmatch.batch.score_file on one matcher using every core, file after file;
-* ray, 1 actor / 2 actors: mlmatch.ray.score_files on a local Ray cluster with one CPU per
+* local: mlmatch.io.local.score_file on one matcher using every core, file after file;
+* ray, 1 actor / 2 actors: mlmatch.io.ray.score_files on a local Ray cluster with one CPU per
   actor (the encoder in each actor uses one thread), the way `mlmatch score --engine ray` runs.
 
 The Ray cluster is started once and its start-up time is reported on its own; each Ray run
@@ -28,8 +28,8 @@ from pathlib import Path
 from common import load_labelled, write_result
 
 from mlmatch import Matcher, load_exemplars
-from mlmatch.batch import score_file
 from mlmatch.encoders import available_cores
+from mlmatch.io.local import score_file
 
 TINY_ROWS = 100
 
@@ -65,7 +65,7 @@ def main() -> int:
 
     import ray
 
-    from mlmatch.ray import SPARE_CPUS, score_files
+    from mlmatch.io.ray import SPARE_CPUS, score_files
 
     work = Path(tempfile.mkdtemp())
     parts = write_parts(work / "in", corpus(args.rows), args.files)
@@ -94,7 +94,7 @@ def main() -> int:
         summary = score_files(
             str(work / source), str(out), ["text"], actors=actors, backend=args.backend
         )
-        assert summary.rows_out == summary.rows_in == rows, summary
+        assert summary.rows == summary.rows_read == rows, summary
         return summary.seconds
 
     runs: dict[str, list[float]] = {"local": [], "ray, 1 actor": [], "ray, 2 actors": []}

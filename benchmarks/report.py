@@ -32,7 +32,7 @@ from pathlib import Path
 from common import measure_process, write_result
 
 from mlmatch import load_exemplars
-from mlmatch.batch import output_columns
+from mlmatch.io.rows import output_columns
 from mlmatch.report import write_report
 
 WORDS = [

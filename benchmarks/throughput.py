@@ -4,7 +4,7 @@ Run: python benchmarks/throughput.py [--rows 4000] [--repeats 3] [--memory-rows 
 
 1. Throughput: the same texts (dev-set and exemplar texts, cycled to --rows) are (a) encoded with
    the sentence-transformers model in batches of 64, the baseline, (b) scored end to end from a
-   CSV file to a CSV file with mlmatch.batch.score_file on the same torch model (parsing,
+   CSV file to a CSV file with mlmatch.io.local.score_file on the same torch model (parsing,
    encoding, classification, writing: the target is a ratio of at least 0.90), and (c) the same
    with the default backend. Runs alternate and the medians are compared.
 2. Memory: `mlmatch score` runs in a fresh process on CSV files of each --memory-rows size and
@@ -27,7 +27,7 @@ from pathlib import Path
 from common import load_labelled, measure_process, write_result
 
 from mlmatch import Matcher, load_exemplars
-from mlmatch.batch import score_file
+from mlmatch.io.local import score_file
 
 
 def corpus(rows: int) -> list[str]:

@@ -185,7 +185,7 @@ def runner(monkeypatch: pytest.MonkeyPatch, fake_matcher):
     """A click test runner whose commands classify with ``fake_matcher``."""
     from click.testing import CliRunner
 
-    import mlmatch.cli
+    import mlmatch.cli.app
 
-    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: fake_matcher)
+    monkeypatch.setattr(mlmatch.cli.app, "build_matcher", lambda config, **_: fake_matcher)
     return CliRunner()

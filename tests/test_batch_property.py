@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlmatch import Matcher
-from mlmatch.batch import BASE_COLUMNS, score_file
+from mlmatch.io.local import score_file
+from mlmatch.io.rows import BASE_COLUMNS
 
 # Cells mix letters, digits, delimiters, quotes, line breaks and non-ASCII text.
 cell = st.text(

@@ -206,7 +206,7 @@ def test_calibrate_checks_its_labels(tiny_dir: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_confidence_is_better_calibrated_than_raw_scores(real_matcher, dev_set):
-    from mlmatch.evaluation import expected_calibration_error
+    from mlmatch.metrics import expected_calibration_error
 
     texts, labels = zip(*dev_set, strict=True)
     results = real_matcher.classify_many(texts)

@@ -12,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import FakeEncoder
 
-import mlmatch.batch
 import mlmatch.cli
+import mlmatch.io.local
+import mlmatch.io.rows
 from mlmatch import Calibration, Classification
-from mlmatch.batch import BASE_COLUMNS, output_columns
 from mlmatch.cli import main
+from mlmatch.io.rows import BASE_COLUMNS, output_columns
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -264,7 +265,7 @@ def test_internal_error_exit_1_without_traceback_unless_debug(runner, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(mlmatch.batch, "score_records", broken)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", broken)
     args = ["score", str(source), "-o", str(tmp_path / "o.csv"), "-t", "text"]
     result = runner.invoke(main, args)
     assert result.exit_code == 1
@@ -284,7 +285,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
     full = tmp_path / "full.csv"
     assert runner.invoke(main, [*args[:2], "-o", str(full), *args[4:]]).exit_code == 0
 
-    real = mlmatch.batch.score_records
+    real = mlmatch.io.local.score_records
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -293,7 +294,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(mlmatch.batch, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
     interrupted = runner.invoke(main, args)
     assert interrupted.exit_code == 130
     assert "interrupted" in interrupted.stderr
@@ -301,7 +302,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
     assert len(list(tmp_path.glob(".out.csv.*.partial"))) == 1
     assert (tmp_path / ".out.csv.partial.json").exists()
 
-    monkeypatch.setattr(mlmatch.batch, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
     resumed = runner.invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert read_csv(out) == read_csv(full)
@@ -313,7 +314,7 @@ def test_resume_refuses_a_changed_input(runner, tmp_path, monkeypatch):
     source.write_text("text\n" + "robot arm\n" * 12)
     out = tmp_path / "out.csv"
     args = ["score", str(source), "-o", str(out), "-t", "text", "--chunk-size", "4", "-q"]
-    real = mlmatch.batch.score_records
+    real = mlmatch.io.local.score_records
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -322,10 +323,10 @@ def test_resume_refuses_a_changed_input(runner, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(mlmatch.batch, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
     assert runner.invoke(main, args).exit_code == 130
     source.write_text("text\n" + "forecast sales\n" * 12)
-    monkeypatch.setattr(mlmatch.batch, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
     result = runner.invoke(main, [*args, "--resume"])
     assert result.exit_code == 2
     assert "cannot resume: input_size changed" in result.stderr

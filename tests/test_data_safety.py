@@ -21,13 +21,16 @@ import pytest
 from click.testing import CliRunner
 from conftest import TIERS_YAML, TINY, write_exemplar_dir
 
-import mlmatch.batch
 import mlmatch.cli
+import mlmatch.cli.app
+import mlmatch.io.local
+import mlmatch.io.rows
 from mlmatch import Matcher
-from mlmatch.batch import BASE_COLUMNS, score_file
 from mlmatch.cli import main
 from mlmatch.errors import DataFileError
-from mlmatch.outputs import lock_output
+from mlmatch.io.local import score_file
+from mlmatch.io.outputs import lock_output
+from mlmatch.io.rows import BASE_COLUMNS
 
 ERROR = len(BASE_COLUMNS) - 1  # mlmatch_error, last of the added columns
 
@@ -152,7 +155,7 @@ def test_a_second_run_in_another_process_is_refused(runner, tmp_path: Path):
     source.write_text("text\nrobot arm\n")
     out = tmp_path / "out.csv"
     code = (
-        "import sys, time; from pathlib import Path; from mlmatch.outputs import lock_output\n"
+        "import sys, time; from pathlib import Path; from mlmatch.io.outputs import lock_output\n"
         f"with lock_output(Path({str(out.resolve())!r})):\n"
         "    print('locked', flush=True); sys.stdin.readline()\n"
     )
@@ -500,7 +503,7 @@ def test_a_lone_surrogate_is_an_error_row_not_an_aborted_run(runner, tmp_path: P
 
 
 def _interrupt_on_call(monkeypatch, when: int) -> None:
-    real = mlmatch.batch.score_records
+    real = mlmatch.io.local.score_records
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -509,7 +512,7 @@ def _interrupt_on_call(monkeypatch, when: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mlmatch.batch, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
 
 
 def test_resume_from_stdin_is_refused(runner, tmp_path: Path):
@@ -541,7 +544,7 @@ def test_resume_refuses_a_same_size_edit_with_the_old_mtime(runner, tmp_path, mo
     assert score(runner, *args).exit_code == 130
     source.write_text("text\n" + "robot arn\n" * 12)  # same size, other content
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
-    monkeypatch.setattr(mlmatch.batch, "score_records", mlmatch.batch.score_records)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", mlmatch.io.local.score_records)
     result = score(runner, *args, "--resume")
     assert result.exit_code == 2
     assert "cannot resume: the input's content changed" in result.stderr
@@ -555,14 +558,14 @@ def test_resume_summary_counts_the_whole_file(runner, tmp_path: Path, monkeypatc
     full = tmp_path / "full.csv"
     whole = score(runner, source, "-o", full, "-t", "text", "--chunk-size", "4")
     assert whole.exit_code == 0
-    real = mlmatch.batch.score_records
+    real = mlmatch.io.local.score_records
     _interrupt_on_call(monkeypatch, 3)
     interrupted = score(runner, source, "-o", out, "-t", "text", "--chunk-size", "4")
     assert interrupted.exit_code == 130
     assert "the 8 rows scored so far are kept: run the same command with --resume" in (
         interrupted.stderr
     )
-    monkeypatch.setattr(mlmatch.batch, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
     resumed = score(runner, source, "-o", out, "-t", "text", "--chunk-size", "4", "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert read_csv(out) == read_csv(full)
@@ -702,13 +705,13 @@ def test_unknown_backend_variable_is_named(tmp_path: Path, monkeypatch):
 def test_max_chars_option_reaches_the_matcher(tiny_set, fake_encoder, tmp_path, monkeypatch):
     seen: list[dict] = []
 
-    def build(**options):
-        seen.append(options)
-        limit = options["max_chars"]
-        extra = {} if limit is None else {"max_chars": limit or None}
-        return Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, **extra)
+    def build(config, **_):
+        seen.append(config)
+        return Matcher(
+            encoder=fake_encoder, config=config.replace(exemplars=tiny_set, use_cache=False)
+        )
 
-    monkeypatch.setattr(mlmatch.cli, "_matcher", build)
+    monkeypatch.setattr(mlmatch.cli.app, "build_matcher", build)
     source = tmp_path / "in.csv"
     source.write_text("text\nrobot arm\nrobot arm grasping boxes in the warehouse\n")
     out = tmp_path / "o.csv"
@@ -716,7 +719,7 @@ def test_max_chars_option_reaches_the_matcher(tiny_set, fake_encoder, tmp_path, 
         main, ["score", str(source), "-o", str(out), "-t", "text", "-q", "--max-chars", "10"]
     )
     assert result.exit_code == 0, result.output
-    assert seen[-1]["max_chars"] == 10
+    assert seen[-1].max_chars == 10
     rows = by_column(read_csv(out))
     assert rows[0]["mlmatch_label"] == "robots"
     assert "more than max_chars=10" in rows[1]["mlmatch_error"]
@@ -731,7 +734,7 @@ import mlmatch.cli
 from mlmatch import Matcher
 matcher = Matcher(exemplars=write_exemplar_dir(Path({folder!r})), encoder=FakeEncoder(),
                   use_cache=False)
-mlmatch.cli._matcher = lambda **options: matcher
+mlmatch.cli.app.build_matcher = lambda config, **_: matcher
 mlmatch.cli.main(sys.argv[1:], prog_name="mlmatch")
 """
 
@@ -750,7 +753,7 @@ def test_a_broken_pipe_exits_quietly(tmp_path: Path):
     error = process.stderr.read().decode()
     process.wait(timeout=120)
     assert error == ""
-    assert process.returncode == mlmatch.cli.BROKEN_PIPE
+    assert process.returncode == mlmatch.cli.app.BROKEN_PIPE
 
 
 def test_cells_mlmatch_writes_never_start_a_formula(tmp_path: Path):
@@ -764,10 +767,10 @@ def test_cells_mlmatch_writes_never_start_a_formula(tmp_path: Path):
     first, second = by_column(read_csv(out))
     assert first["mlmatch_verdict"] == '\'=HYPERLINK("http://x")'
     assert not second["mlmatch_error"].startswith(("=", "+", "-", "@"))
-    assert mlmatch.batch._inert("@SUM(A1)") == "'@SUM(A1)"
-    assert mlmatch.batch._inert("+1") == "'+1"
-    assert mlmatch.batch._inert("fine") == "fine"
-    assert mlmatch.batch._error_row("-x", 1)[ERROR] == "'-x"
+    assert mlmatch.io.rows.inert("@SUM(A1)") == "'@SUM(A1)"
+    assert mlmatch.io.rows.inert("+1") == "'+1"
+    assert mlmatch.io.rows.inert("fine") == "fine"
+    assert mlmatch.io.rows.error_row("-x", 1)[ERROR] == "'-x"
 
 
 def mlmatch_fake():

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from conftest import TINY, FakeEncoder, write_exemplar_dir
 
 import mlmatch.cli
+import mlmatch.cli.app
 from mlmatch import Matcher, diagnose
 
 BROKEN = {
@@ -53,7 +54,7 @@ def test_diagnose_finds_what_was_broken(tmp_path):
 
 def test_diagnose_command_json(tmp_path, monkeypatch):
     matcher = _broken_matcher(tmp_path)
-    monkeypatch.setattr(mlmatch.cli, "_matcher", lambda **options: matcher)
+    monkeypatch.setattr(mlmatch.cli.app, "build_matcher", lambda config, **_: matcher)
     result = CliRunner().invoke(mlmatch.cli.main, ["diagnose", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlmatch import Matcher, evaluate
-from mlmatch.evaluation import expected_calibration_error
+from mlmatch.metrics import expected_calibration_error
 
 TEXTS = [
     "robot arm grasping boxes",

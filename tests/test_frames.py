@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 import mlmatch.matcher
-from mlmatch.batch import output_columns
 from mlmatch.cli import main
 from mlmatch.frames import classify_frame
+from mlmatch.io.rows import output_columns
 
 pd = pytest.importorskip("pandas")
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 
 from mlmatch import Matcher, NotEnglishError, detect_language, load_exemplars
-from mlmatch.batch import output_columns, score_records
+from mlmatch.io.rows import output_columns, score_records
 
 
 @pytest.mark.parametrize(

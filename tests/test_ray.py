@@ -20,12 +20,12 @@ from click.testing import CliRunner
 from conftest import TINY, FakeEncoder, write_exemplar_dir
 from test_calibration import LABELS, TEXTS
 
-import mlmatch.ray as mlmatch_ray
-from mlmatch import Calibration, CalibrationError, Matcher
-from mlmatch.batch import output_columns, score_records
+import mlmatch.io.ray as mlmatch_ray
+from mlmatch import Calibration, CalibrationError, ExemplarSet, Matcher, MatcherConfig
 from mlmatch.cli import main
 from mlmatch.errors import DataFileError
-from mlmatch.ray import DatasetScorer, score_dataset
+from mlmatch.io.ray import DatasetScorer, score_dataset
+from mlmatch.io.rows import ScoreSummary, output_columns, score_records
 
 BAD = {5: None, 6: "", 7: "12345", 8: "   \t "}
 
@@ -64,8 +64,8 @@ def test_engine_options_are_checked(tmp_path: Path, args, message):
 
 
 def test_dataset_scorer_handles_pandas_and_dict_batches(tiny_set, fake_encoder):
-    options = {"exemplars": tiny_set, "encoder": fake_encoder, "use_cache": False}
-    scorer = DatasetScorer(["title", "body"], top=2, matcher_options=options)
+    config = MatcherConfig(exemplars=tiny_set, use_cache=False)
+    scorer = DatasetScorer(["title", "body"], top=2, config=config, encoder=fake_encoder)
     titles = ["robot arm", None, "forecast", float("nan")]
     bodies = ["grasping boxes", "", "weekly sales demand", None]
     # Cells joined as the local scorer joins them: missing and empty cells drop out.
@@ -328,7 +328,7 @@ def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
 
     def fake_score_files(*args, **kwargs):
         seen.update(kwargs)
-        return mlmatch_ray.RaySummary(1, 1, 0, 0, 0.1, "out", 1)
+        return ScoreSummary(1, 0, 0, 0.1, "out", rows_read=1, actors=1)
 
     monkeypatch.setattr(mlmatch_ray, "score_files", fake_score_files)
     source = tmp_path / "in.csv"
@@ -339,20 +339,38 @@ def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
     extra = ["--calibration", str(calibration), "--no-language-check", "-q"]
     result = CliRunner().invoke(main, [*args, *extra])
     assert result.exit_code == 0, result.output
-    assert seen["calibration"] == str(calibration)
-    assert seen["check_language"] is False
+    assert seen["config"].calibration == str(calibration)
+    assert seen["config"].check_language is False
+
+
+def test_engine_ray_forwards_every_matcher_option(monkeypatch, tmp_path: Path):
+    seen: dict = {}
+
+    def fake_score_files(*args, **kwargs):
+        seen.update(kwargs)
+        return ScoreSummary(1, 0, 0, 0.1, "out", rows_read=1, actors=1)
+
+    monkeypatch.setattr(mlmatch_ray, "score_files", fake_score_files)
+    source = tmp_path / "in.csv"
+    source.write_text("text\nforecast demand\n")
+    args = ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]
+    extra = ["--batch-size", "7", "--threshold", "0.3", "--max-chars", "0", "-q"]
+    result = CliRunner().invoke(main, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.batch_size, config.threshold, config.max_chars) == (7, 0.3, None)
 
 
 def test_actors_get_the_calibration_read_on_the_driver(tiny_dir, tmp_path: Path):
     matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), use_cache=False)
     path = matcher.calibrate(TEXTS, LABELS).save(tmp_path / "calibration.json")
-    options = mlmatch_ray.actor_options(exemplars=tiny_dir, calibration=path)
-    assert isinstance(options["calibration"], Calibration)
-    options.update(encoder=FakeEncoder(), use_cache=False, model=None, backend=None)
-    scorer = DatasetScorer(["text"], matcher_options=options)
+    config = mlmatch_ray.actor_config(MatcherConfig(exemplars=tiny_dir, calibration=path))
+    assert isinstance(config.calibration, Calibration)
+    assert isinstance(config.exemplars, ExemplarSet)
+    scorer = DatasetScorer(["text"], config=config.replace(use_cache=False), encoder=FakeEncoder())
     assert scorer.matcher.threshold == matcher.threshold
     texts = ["pretrained robot", "weekly sales forecast", "cake forecast"]
     assert scorer.matcher.classify_many(texts) == matcher.classify_many(texts)
     other = write_exemplar_dir(tmp_path / "other", {**TINY, "none": ("none", ["a poem"])})
     with pytest.raises(CalibrationError, match="fitted for other exemplars"):
-        mlmatch_ray.actor_options(exemplars=other, calibration=path)
+        mlmatch_ray.actor_config(MatcherConfig(exemplars=other, calibration=path))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mlmatch import DataFileError
-from mlmatch.batch import BASE_COLUMNS, output_columns, score_file, score_records
+from mlmatch.io.local import score_file
+from mlmatch.io.rows import BASE_COLUMNS, output_columns, score_records
 from mlmatch.report import ReportSummary, build_report, write_report
 
 HOSTILE = "<script>alert(1)</script>"

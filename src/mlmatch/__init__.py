@@ -16,8 +16,8 @@ from mlmatch.errors import (
     CalibrationError,
     DataFileError,
     ExemplarError,
-    MlmatchError,
     MissingExtraError,
+    MlmatchError,
     ModelLoadError,
     NotEnglishError,
 )

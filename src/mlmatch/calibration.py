@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlmatch.errors import CalibrationError
+from mlmatch.labels import NONE_LABEL
 from mlmatch.models import CalibrationReport
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "Calibrator",
     "check_calibration_set",
     "choose_calibrator",
-    "expected_calibration_error",
     "fit_calibrator",
 ]
 
@@ -149,10 +149,14 @@ def choose_calibrator(
     return fit_calibrator(scores, correct, best), brier
 
 
-def check_calibration_set(
-    n_texts: int, n_category: int, n_none: int, *, fit_threshold: bool
-) -> None:
-    """Refuse a labelled set too small to trust (see :data:`MIN_CALIBRATION_TEXTS`)."""
+def check_calibration_set(truth: np.ndarray, *, fit_threshold: bool) -> None:
+    """Refuse labelled texts too few to trust (see :data:`MIN_CALIBRATION_TEXTS`).
+
+    ``truth`` holds their labels, ``none`` for no category.
+    """
+    n_texts = len(truth)
+    n_none = int((np.asarray(truth) == NONE_LABEL).sum())
+    n_category = n_texts - n_none
     if n_texts < MIN_CALIBRATION_TEXTS:
         raise CalibrationError(
             f"calibration needs at least {MIN_CALIBRATION_TEXTS} labelled texts, got {n_texts}; "
@@ -316,17 +320,3 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
-) -> float:
-    """Weighted mean |accuracy - mean confidence| over equal-width confidence bins."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)

@@ -142,6 +142,22 @@ class MatcherConfig:
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return MatcherConfig.from_options({**current, **changes})
 
+    def resolved(self) -> MatcherConfig:
+        """A copy with its files read: the exemplars loaded, a calibration file parsed.
+
+        A bad calibration file fails here, before any model loads.
+        """
+        from mlmatch.calibration import Calibration
+        from mlmatch.exemplars import ExemplarSet, load_exemplars
+
+        exemplars = self.exemplars
+        if not isinstance(exemplars, ExemplarSet):
+            exemplars = load_exemplars(exemplars)
+        calibration = self.calibration
+        if isinstance(calibration, (str, Path)):
+            calibration = Calibration.load(calibration)
+        return self.replace(exemplars=exemplars, calibration=calibration)
+
     def changed(self) -> dict[str, Any]:
         """The settings that differ from the defaults (for messages and logs)."""
         default = MatcherConfig()

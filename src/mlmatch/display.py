@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlmatch.extras import require
-from mlmatch.models import Tier
+from mlmatch.labels import NONE_LABEL
+from mlmatch.metrics import expected_calibration_error
 from mlmatch.text import shorten
 
 if TYPE_CHECKING:
@@ -36,10 +37,11 @@ __all__ = [
 
 # One mid-tone colour per tier: dark enough for white badge text, light enough to stay visible
 # on a dark notebook background. Text colours are never set, so both themes keep their own.
-TIER_COLOURS: dict[Tier, str] = {
-    Tier.REVOLUTIONARY: "#2b8a3e",
-    Tier.PROGRESS: "#1971c2",
-    Tier.LITTLE_PROGRESS: "#d9480f",
+# Keyed by the tiers' values, which a Tier (a str enum) also looks up.
+TIER_COLOURS: dict[str, str] = {
+    "revolutionary": "#2b8a3e",
+    "progress": "#1971c2",
+    "little-progress": "#d9480f",
 }
 _NEUTRAL = "#868e96"
 # Shading of the confusion matrix: right answers green, wrong ones red; alpha carries the share.
@@ -274,8 +276,6 @@ def plot_reliability(
     plt = _pyplot()
     from sklearn.calibration import calibration_curve
 
-    from mlmatch.calibration import expected_calibration_error
-
     confidence, correct = _reliability_arrays(source, truth)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5), layout="constrained")
@@ -293,7 +293,7 @@ def plot_reliability(
         label="share of items",
     )
     ax.plot([0, 1], [0, 1], linestyle="--", color=_NEUTRAL, label="perfectly calibrated")
-    ax.plot(stated, right, marker="o", color=TIER_COLOURS[Tier.PROGRESS], label="mlmatch")
+    ax.plot(stated, right, marker="o", color=TIER_COLOURS["progress"], label="mlmatch")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("Confidence of the best category")
@@ -305,9 +305,6 @@ def plot_reliability(
 
 def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-item confidence of the best category and whether it was the true label."""
-    from mlmatch.exemplars import NONE_LABEL
-    from mlmatch.models import Classification
-
     if hasattr(source, "per_category"):  # an EvaluationReport (not imported: it imports this)
         confidences = getattr(source, "confidences", None)
         top_correct = getattr(source, "top_correct", None)
@@ -317,7 +314,7 @@ def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray
                 "and their true labels, or confidences and whether each was right"
             )
         confidence, correct = np.asarray(confidences, float), np.asarray(top_correct, bool)
-    elif isinstance(source, Sequence) and source and isinstance(source[0], Classification):
+    elif isinstance(source, Sequence) and source and hasattr(source[0], "matches"):
         if truth is None:
             raise ValueError("pass the classifications' true labels as `truth`")
         labels = [
@@ -457,8 +454,8 @@ def _num(content: str) -> str:
     return f'<td style="{_CSS["num"]}">{content}</td>'
 
 
-def _tier_name(tier: Tier) -> str:
-    return tier.value.replace("-", " ")
+def _tier_name(tier: str) -> str:
+    return str(getattr(tier, "value", tier)).replace("-", " ")
 
 
 def _e(text: str) -> str:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlmatch.calibration import expected_calibration_error
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
+from mlmatch.metrics import expected_calibration_error
 from mlmatch.models import Classification
 
 if TYPE_CHECKING:

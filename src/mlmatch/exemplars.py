@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from mlmatch.errors import ExemplarError
+from mlmatch.labels import NONE_LABEL, normalize_labels
 from mlmatch.models import Category, Tier
 
 __all__ = [
@@ -61,9 +62,6 @@ __all__ = [
     "normalize_labels",
 ]
 
-NONE_LABEL = "none"
-# How labelled files may write "no category".
-_NONE_SPELLINGS = {NONE_LABEL, ""}
 TIERS_FILE = "tiers.yaml"
 CONTEXT_FILE = "context.yaml"
 _ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -498,19 +496,3 @@ def _key(text: str) -> str:
 
 def _snippet(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def normalize_labels(labels: Sequence[str | None], known: Sequence[str]) -> list[str]:
-    """Map the spellings of "no category" to ``none``; reject unknown ids with the valid ones."""
-    valid = set(known)
-    truth = []
-    for index, label in enumerate(labels):
-        value = NONE_LABEL if label is None else str(label).strip()
-        value = NONE_LABEL if value.lower() in _NONE_SPELLINGS else value
-        if value != NONE_LABEL and value not in valid:
-            raise ValueError(
-                f"labels[{index}] is {label!r}, which is no category id; "
-                f"use one of {', '.join(known)} or none"
-            )
-        truth.append(value)
-    return truth

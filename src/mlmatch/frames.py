@@ -2,8 +2,8 @@
 
 Optional: ``pip install "mlmatch[pandas]"``. :func:`classify_frame` returns a new frame with
 the input's index and columns plus mlmatch's ``mlmatch_*`` columns. Each chunk of rows goes
-through :func:`mlmatch.batch.score_records`, the function every engine uses, and several text
-columns are joined by :func:`mlmatch.batch.join_cells`, so the values equal those of a scored
+through :func:`mlmatch.io.local.score_records`, the function every engine uses, and several text
+columns are joined by :func:`mlmatch.io.rows.join_cells`, so the values equal those of a scored
 file: a row whose text cannot be classified (missing, empty, not a string, not English) is kept,
 with the reason in ``mlmatch_error``.
 """
@@ -14,15 +14,15 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlmatch.batch import (
-    DEFAULT_CHUNK_ROWS,
+from mlmatch.extras import require
+from mlmatch.io.local import DEFAULT_CHUNK_ROWS
+from mlmatch.io.rows import (
     find_columns,
     join_cells,
     output_columns,
     refuse_added_columns,
     score_records,
 )
-from mlmatch.extras import require
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmatch.cache import EmbeddingCache, cache_key
-from mlmatch.calibration import Calibrator
+from mlmatch.calibration import Calibration, Calibrator
+from mlmatch.config import MatcherConfig
 from mlmatch.encoders.base import Encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet
 from mlmatch.pipeline.crossfit import cross_fitted_scores, fit_confidence
@@ -54,14 +55,16 @@ class ExemplarIndex:
         cls,
         exemplars: ExemplarSet,
         encoder: Encoder,
-        scorer: Scorer,
+        config: MatcherConfig,
         *,
-        use_none: bool,
         batch_size: int,
         cache: EmbeddingCache,
     ) -> ExemplarIndex:
-        """Embed the exemplars with ``encoder`` and fit ``scorer`` on them (both cached)."""
-        use_none = use_none and exemplars.has_none
+        """Embed the exemplars with ``encoder`` and fit the head ``config`` names (both cached)."""
+        scorer = Scorer(
+            config.aggregation, k=config.k, description_weight=config.description_weight
+        )
+        use_none = config.use_none and exemplars.has_none
         class_ids = (*exemplars.category_ids, *([NONE_LABEL] if use_none else []))
         column = {label: i for i, label in enumerate(class_ids)}
         labels = np.array([column.get(label, -1) for label in exemplars.labels])
@@ -106,6 +109,23 @@ class ExemplarIndex:
             self.descriptions,
         )
         return scores, truth
+
+    def confidence(
+        self, calibration: bool | Calibration, model_id: str, cache: EmbeddingCache, source: str
+    ) -> tuple[Calibrator | None, float | None]:
+        """The calibrator to use and the threshold it brings (see ``MatcherConfig.calibration``).
+
+        A given :class:`~mlmatch.Calibration` is refused unless fitted for this model, these
+        exemplars and these scoring settings; ``True`` cross-fits one on the exemplars.
+        """
+        if isinstance(calibration, Calibration):
+            calibration.check(
+                model_id, self.exemplars.content_hash, self.scoring_id(), source=source
+            )
+            return calibration.calibrator, calibration.threshold
+        if calibration:
+            return self.exemplar_calibration(model_id, cache), None
+        return None, None
 
     def exemplar_calibration(self, model_id: str, cache: EmbeddingCache) -> Calibrator | None:
         """Confidence cross-fitted on the exemplars alone (cached; it carries no threshold)."""

@@ -16,17 +16,17 @@ import numpy as np
 
 from mlmatch.adapter import adapter_for
 from mlmatch.cache import EmbeddingCache, default_cache_dir
-from mlmatch.calibration import Calibration, Calibrator, check_calibration_set
+from mlmatch.calibration import Calibration, check_calibration_set
 from mlmatch.config import DEFAULT_THRESHOLD, MatcherConfig
 from mlmatch.encoders import Encoder, batch_size_of, load_encoder
-from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars, normalize_labels
+from mlmatch.exemplars import ExemplarSet, normalize_labels
 from mlmatch.index import ExemplarIndex
 from mlmatch.language import refuse_foreign
 from mlmatch.models import Category, Classification
 from mlmatch.pipeline.context import rescore_uncertain, strip_context
 from mlmatch.pipeline.crossfit import best_threshold, fit_confidence
 from mlmatch.pipeline.explain import Explainer
-from mlmatch.pipeline.scoring import Aggregation, Scorer
+from mlmatch.pipeline.scoring import Aggregation
 from mlmatch.pipeline.windows import merge_windows
 from mlmatch.text import clean_text, clean_texts
 
@@ -61,18 +61,10 @@ class Matcher:
         config = base.replace(**{k: v for k, v in given.items() if v is not None}, **options)
         if encoder is not None and config.model is not None:
             raise ValueError("pass either model or encoder, not both")
-        self.config = config
-        # A calibration file is read first, so a bad one fails before the model loads.
-        calibration = (
-            Calibration.load(config.calibration)
-            if isinstance(config.calibration, (str, Path))
-            else config.calibration
-        )
-        self.exemplars = (
-            config.exemplars
-            if isinstance(config.exemplars, ExemplarSet)
-            else load_exemplars(config.exemplars)
-        )
+        self.config = config.resolved()
+        exemplars_set = self.config.exemplars
+        assert isinstance(exemplars_set, ExemplarSet)  # resolved() loads them
+        self.exemplars = exemplars_set
         cache_root = config.cache_dir if config.cache_dir is not None else default_cache_dir()
         self.adapter = (
             adapter_for(self.exemplars.source, self.exemplars.content_hash)
@@ -89,31 +81,24 @@ class Matcher:
         )
         self.batch_size = config.batch_size or batch_size_of(self.encoder)
         cache = EmbeddingCache(cache_root if config.use_cache else None)
-        scorer = Scorer(
-            config.aggregation, k=config.k, description_weight=config.description_weight
-        )
         self.index = ExemplarIndex.build(
-            self.exemplars,
-            self.encoder,
-            scorer,
-            use_none=config.use_none,
-            batch_size=self.batch_size,
-            cache=cache,
+            self.exemplars, self.encoder, config, batch_size=self.batch_size, cache=cache
         )
         self.use_none = self.index.none_column is not None
         self._explainer = Explainer(self.exemplars, self.index.labels, self.use_none)
-        self.threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
-        self.calibrator: Calibrator | None = None
-        if isinstance(calibration, Calibration):
-            source = str(config.calibration) if isinstance(config.calibration, (str, Path)) else ""
-            calibration.check(
-                self.encoder.model_id, self.exemplars.content_hash, self.scoring_id, source=source
-            )
-            self.calibrator = calibration.calibrator
-            if config.threshold is None and calibration.threshold is not None:
-                self.threshold = calibration.threshold
-        elif calibration:
-            self.calibrator = self.index.exemplar_calibration(self.encoder.model_id, cache)
+        source = str(config.calibration) if isinstance(config.calibration, (str, Path)) else ""
+        calibration = self.config.calibration
+        assert not isinstance(calibration, (str, Path))  # resolved() reads the file
+        self.calibrator, given_threshold = self.index.confidence(
+            calibration, self.encoder.model_id, cache, source
+        )
+        self.threshold = (
+            config.threshold
+            if config.threshold is not None
+            else given_threshold
+            if given_threshold is not None
+            else DEFAULT_THRESHOLD
+        )
 
     # ----------------------------------------------------------------- classifying
 
@@ -175,23 +160,18 @@ class Matcher:
         outcome) raise :class:`~mlmatch.errors.CalibrationError`.
         """
         originals = list(texts)
-        ids = self.exemplars.category_ids
-        truth = np.array(normalize_labels(labels, ids))
+        truth = np.array(normalize_labels(labels, self.exemplars.category_ids))
         if len(truth) != len(originals):
             raise ValueError(f"{len(originals)} texts but {len(truth)} labels")
-        n_none = int((truth == NONE_LABEL).sum())
-        check_calibration_set(len(truth), len(truth) - n_none, n_none, fit_threshold=fit_threshold)
-        scores = self.scores(originals)
-        calibrator, brier = fit_confidence(scores, truth, ids)
-        threshold = (
-            best_threshold(scores, truth, ids, self.threshold, use_none=self.use_none)
-            if fit_threshold
-            else None
-        )
-        self.threshold = self.threshold if threshold is None else threshold
-        self.calibrator = calibrator
+        check_calibration_set(truth, fit_threshold=fit_threshold)
+        scores, ids = self.scores(originals), self.exemplars.category_ids
+        self.calibrator, brier = fit_confidence(scores, truth, ids)
+        threshold = None
+        if fit_threshold:
+            threshold = best_threshold(scores, truth, ids, self.threshold, use_none=self.use_none)
+            self.threshold = threshold
         return Calibration(
-            calibrator=calibrator,
+            calibrator=self.calibrator,
             threshold=threshold,
             model_id=self.encoder.model_id,
             exemplars_hash=self.exemplars.content_hash,
@@ -294,10 +274,10 @@ class Matcher:
 
     def _strip_context(self, texts: list[str], batch_size: int) -> list[str]:
         """The texts without their sentences that read like the folder's neutral context."""
+        encode = self.encoder.encode
         similarity = self.config.context_similarity
         if similarity is None:
             return texts
-        encode = self.encoder.encode
         return strip_context(
             texts, lambda s: encode(s, batch_size=batch_size), self.index.context, similarity
         )

@@ -30,6 +30,7 @@ import numpy as np
 
 from mlmatch.cache import check_digests, file_digests, warn_unwritable
 from mlmatch.encoders.base import WINDOW_OVERLAP, available_cores, token_windows
+from mlmatch.encoders.hf import offline, quiet_transformers
 from mlmatch.encoders.resolve import (
     bundled_model_dir,
     id_with_adapter,
@@ -358,8 +359,9 @@ def export_onnx(model_path: str, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     try:
-        auto = transformers.AutoModel
-        transformer = auto.from_pretrained(str(source), local_files_only=True).eval()
+        with offline(), quiet_transformers():
+            auto = transformers.AutoModel
+            transformer = auto.from_pretrained(str(source), local_files_only=True).eval()
         sample = {
             "input_ids": torch.ones((2, 8), dtype=torch.long),
             "attention_mask": torch.ones((2, 8), dtype=torch.long),

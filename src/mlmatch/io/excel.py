@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlmatch.errors import DataFileError
-from mlmatch.tables import Format, TableReader, check_input
+from mlmatch.io.formats import Format, TableReader, check_input
 
 __all__ = ["XLSX_HINT", "xlsx_reader"]
 

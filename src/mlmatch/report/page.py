@@ -1,53 +1,30 @@
-"""An HTML page summarising a file that ``mlmatch score`` wrote.
-
-:func:`build_report` reads the scored file once, keeping only counters and the few rows of the
-review queue (so a file of millions of rows costs little memory), and returns one self-contained
-page: inline CSS and SVG charts, no scripts, fonts or anything fetched from the network. Every
-cell of the file shown on the page is HTML-escaped, and the page forbids scripts besides, so a
-hostile cell cannot run anything. :func:`write_report` writes that page to a file the way scored
-files are written (see :mod:`mlmatch.outputs`): never over the input, never over an existing
-file unless asked, and atomically.
-"""
+"""The report's HTML: inline CSS and SVG charts, no scripts, every cell escaped."""
 
 from __future__ import annotations
 
-import datetime
-import heapq
 import html
 import math
-import os
-import re
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlmatch.batch import BASE_COLUMNS, PREFIX, find_columns
-from mlmatch.errors import DataFileError, ExemplarError
+from mlmatch.errors import ExemplarError
 from mlmatch.exemplars import NONE_LABEL
-from mlmatch.outputs import check_destination, create_exclusive, place
-from mlmatch.tables import Format, TableReader, detect_format, open_reader
+from mlmatch.io.formats import Format
 from mlmatch.text import shorten
 from mlmatch.version import __version__
 
 if TYPE_CHECKING:
     from mlmatch.exemplars import ExemplarSet
 
-__all__ = ["ReportSummary", "build_report", "write_report"]
+from mlmatch.report.tally import Source, Tally
 
-DEFAULT_REVIEW = 50
-# Distinct error reasons kept; past this a file of unique reasons would grow the counter with
-# the file, so later new reasons are only counted together.
-_MAX_REASONS = 1000
+__all__ = ["render"]
+
 # Bars in the category chart; a file with more distinct labels is not one mlmatch wrote
 # unchanged, and a taller chart would not be read anyway.
 _MAX_BARS = 40
-_CELL_CHARS = 160
-_TEXT_CHARS = 400
-# Rows held at once while reading: the chunk is most of what the report keeps in memory.
-_READ_CHUNK = 1024
 
 _TIER_COLOURS = {
     "revolutionary": "#1b7f5b",
@@ -58,372 +35,6 @@ _OTHER_TIER_COLOUR = "#6b5fb5"
 _NONE_COLOUR = "#8a8f98"
 _ERROR_COLOUR = "#c9372c"
 _HIST_COLOUR = "#4c6ef5"
-
-# Error reasons name the row's own details (a length, a quoted snippet); without them, rows
-# failing for the same reason count together.
-_QUOTED = re.compile(r"""\((?:'[^']*'|"[^"]*")\)""")
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
-# mlmatch puts an apostrophe before a cell a spreadsheet would run as a formula (see batch.py).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-@dataclass(frozen=True)
-class ReportSummary:
-    """What a report counted, and where it was written."""
-
-    rows: int
-    labelled: int
-    abstained: int
-    errors: int
-    output: str
-
-
-@dataclass(frozen=True)
-class _Review:
-    """One row of the review queue."""
-
-    row: int
-    text: tuple[tuple[str, str], ...]  # (column name, or "" when not shown; shortened cell)
-    label: str
-    score: float | None
-    second: str
-    second_score: float | None
-    key: float
-
-
-@dataclass
-class _Tally:
-    """Everything the page shows, gathered in one pass over the file."""
-
-    rows: int = 0
-    labelled: int = 0
-    abstained: int = 0
-    errors: int = 0
-    by_category: Counter[str] = field(default_factory=Counter)
-    by_tier: Counter[str] = field(default_factory=Counter)
-    names: dict[str, str] = field(default_factory=dict)
-    tier_of: dict[str, str] = field(default_factory=dict)
-    nearest_of_none: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)
-    first_row_of: dict[str, int] = field(default_factory=dict)
-    other_reasons: int = 0
-    histogram: list[int] = field(default_factory=lambda: [0] * 10)
-    # A max-heap by key (negated) of the ``review`` rows with the smallest keys so far.
-    heap: list[tuple[float, int, _Review]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Source:
-    """The scored file and how it is laid out."""
-
-    path: str
-    format: Format
-    columns: list[str]
-    ours: list[str]
-    top: int
-    text_columns: list[str]
-    guessed: bool
-    size: int | None
-    modified: str | None
-
-
-def build_report(
-    scored: str | Path,
-    *,
-    text_columns: Sequence[str] | None = None,
-    review: int = DEFAULT_REVIEW,
-    input_format: Format | str | None = None,
-) -> str:
-    """The HTML page of the scored file ``scored`` (``-``: stdin).
-
-    ``text_columns`` are shown for each row of the review queue (default: every column that is
-    not mlmatch's and holds text); ``review`` is how many rows the queue holds.
-    """
-    return _render(*_collect(str(scored), text_columns, review, input_format))
-
-
-def write_report(
-    scored: str | Path,
-    output: str | Path,
-    *,
-    text_columns: Sequence[str] | None = None,
-    review: int = DEFAULT_REVIEW,
-    overwrite: bool = False,
-    input_format: Format | str | None = None,
-) -> ReportSummary:
-    """Write the page of :func:`build_report` to ``output`` and say what it counted.
-
-    ``output`` must not be the scored file, nor exist unless ``overwrite`` is set; it is written
-    to a temporary file beside it and renamed into place when complete. ``-`` writes to stdout.
-    """
-    # Checked before reading, so a refused output costs no time on a large file.
-    destination = check_destination(str(output), str(scored), overwrite=overwrite, resume=False)
-    source, tally = _collect(str(scored), text_columns, review, input_format)
-    page = _render(source, tally).encode("utf-8")
-    if destination.path is None:
-        sys.stdout.buffer.write(page)
-        sys.stdout.buffer.flush()
-    elif destination.direct:
-        # A device or FIFO: renaming a file over it would replace it, so write straight through.
-        with open(destination.path, "wb") as handle:
-            handle.write(page)
-    else:
-        _write_atomically(destination.path, page, overwrite=overwrite)
-    return ReportSummary(
-        rows=tally.rows,
-        labelled=tally.labelled,
-        abstained=tally.abstained,
-        errors=tally.errors,
-        output=destination.name,
-    )
-
-
-def _write_atomically(target: Path, page: bytes, *, overwrite: bool) -> None:
-    fd, temporary = create_exclusive(target, ".partial")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(page)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    try:
-        place(temporary, target, overwrite=overwrite)
-    except DataFileError:
-        raise  # a file appeared at the target meanwhile: the error names the kept temporary
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _collect(
-    path: str,
-    text_columns: Sequence[str] | None,
-    review: int,
-    input_format: Format | str | None,
-) -> tuple[_Source, _Tally]:
-    if review < 0:
-        raise DataFileError(f"the review queue cannot hold {review} rows; pass 0 or more")
-    if path != "-":
-        _check_readable(path)
-    fmt = detect_format(path, input_format)
-    try:
-        reader = open_reader(path, fmt)
-    except DataFileError:
-        raise
-    except (OSError, ValueError) as error:
-        raise DataFileError(f"cannot read {path}: {_reason(error)}") from None
-    try:
-        source = _describe(path, reader, text_columns)
-        tally = _tally(reader, source, review)
-    except DataFileError:
-        raise
-    except (OSError, ValueError) as error:
-        # Parquet and the file system raise their own errors mid-file; say which file failed.
-        raise DataFileError(f"cannot read {path}: {_reason(error)}") from None
-    finally:
-        reader.close()
-    return source, tally
-
-
-def _reason(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
-def _check_readable(path: str) -> None:
-    target = Path(path)
-    if not target.exists():
-        raise DataFileError(
-            f"{path} does not exist; pass a file that `mlmatch score` wrote (its -o output)"
-        )
-    if target.is_dir():
-        raise DataFileError(f"{path} is a folder; pass a file that `mlmatch score` wrote")
-    if not os.access(target, os.R_OK):
-        raise DataFileError(f"{path} cannot be read (permission denied)")
-
-
-def _describe(path: str, reader: TableReader, text_columns: Sequence[str] | None) -> _Source:
-    columns = list(reader.columns)
-    missing = [name for name in BASE_COLUMNS if name not in columns]
-    if missing:
-        raise DataFileError(
-            f"{path} was not written by `mlmatch score`: it lacks the column(s) "
-            f"{', '.join(missing)}; score it first with `mlmatch score {Path(path).name} -o "
-            "SCORED --text-column COLUMN`, then make the report of SCORED"
-        )
-    if text_columns:
-        find_columns(columns, list(text_columns), path)  # a missing name: error with a hint
-        shown, guessed = list(text_columns), False
-    else:
-        shown, guessed = _text_like(reader), True
-    size = modified = None
-    if path != "-":
-        info = os.stat(path)
-        size = info.st_size
-        stamp = datetime.datetime.fromtimestamp(info.st_mtime).astimezone()
-        modified = stamp.isoformat(sep=" ", timespec="seconds")
-    return _Source(
-        path=path,
-        format=reader.format,
-        columns=columns,
-        ours=[c for c in columns if c.startswith(PREFIX)],
-        top=_top(columns),
-        text_columns=shown,
-        guessed=guessed,
-        size=size,
-        modified=modified,
-    )
-
-
-def _top(columns: Sequence[str]) -> int:
-    """N of ``--top N``: the highest rank whose match and score columns are both present."""
-    top = 1
-    while f"mlmatch_match_{top + 1}" in columns and f"mlmatch_score_{top + 1}" in columns:
-        top += 1
-    return top
-
-
-def _text_like(reader: TableReader) -> list[str]:
-    """The columns that are not mlmatch's and, as far as the format tells, hold text."""
-    names = [c for c in reader.columns if not c.startswith(PREFIX)]
-    if reader.kinds is not None:  # JSON Lines: the types seen under each key
-        return [c for c in names if reader.kinds.get(c, set()) <= {"str"}]
-    if reader.arrow_schema is not None:  # Parquet: the schema's types
-        import pyarrow as pa
-
-        schema = reader.arrow_schema
-        return [
-            c
-            for c in names
-            if pa.types.is_string(schema.field(c).type)
-            or pa.types.is_large_string(schema.field(c).type)
-        ]
-    return names  # CSV and TSV cells are all text
-
-
-def _tally(reader: TableReader, source: _Source, review: int) -> _Tally:
-    index = {name: source.columns.index(name) for name in source.ours}
-    label_at, error_at = index["mlmatch_label"], index["mlmatch_error"]
-    name_at, tier_at = index["mlmatch_category"], index["mlmatch_tier"]
-    closest_at, score_at = index["mlmatch_closest"], index["mlmatch_score"]
-    runner_at = index["mlmatch_runner_up"]
-    second_at = index.get("mlmatch_match_2")
-    second_score_at = index.get("mlmatch_score_2")
-    text_at = [source.columns.index(c) for c in source.text_columns]
-    show_names = source.guessed or len(text_at) > 1
-    tally = _Tally()
-    value = reader.value
-    for chunk in reader.chunks(_READ_CHUNK):
-        for record in chunk:
-            tally.rows += 1
-            label = _text(value(record, label_at))
-            reason = _text(value(record, error_at))
-            if reason or not label:
-                _count_error(tally, reason)
-                continue
-            if label == NONE_LABEL:
-                tally.abstained += 1
-                nearest = _text(value(record, closest_at))
-                tally.nearest_of_none[nearest or "(not given)"] += 1
-                continue
-            tally.labelled += 1
-            tally.by_category[label] += 1
-            if label not in tally.names:
-                tally.names[label] = _text(value(record, name_at))
-            tier = _text(value(record, tier_at))
-            tally.tier_of.setdefault(label, tier)
-            tally.by_tier[tier or tally.tier_of[label]] += 1
-            score = _number(value(record, score_at))
-            if score is not None:
-                tally.histogram[min(max(int(score * 10), 0), 9)] += 1
-            if review == 0:
-                continue
-            if second_at is not None and second_score_at is not None:
-                second = _text(value(record, second_at))
-                second_score = _number(value(record, second_score_at))
-            else:
-                second, second_score = _text(value(record, runner_at)), None
-            # The margin to the runner-up says how close the call was; without the runner-up's
-            # score the top score is the best measure there is. A labelled row without a score
-            # is malformed, and goes to the front of the queue.
-            if score is None:
-                key = -math.inf
-            elif second_score is None:
-                key = score
-            else:
-                key = score - second_score
-            heap = tally.heap
-            if len(heap) < review or -key > heap[0][0]:
-                # Rows increase, so an equal key never displaces an earlier row.
-                text = _row_text(reader, record, text_at, source.text_columns, show_names)
-                entry = (
-                    -key,
-                    tally.rows,
-                    _Review(tally.rows, text, label, score, second, second_score, key),
-                )
-                if len(heap) < review:
-                    heapq.heappush(heap, entry)
-                else:
-                    heapq.heapreplace(heap, entry)
-    return tally
-
-
-def _count_error(tally: _Tally, reason: str) -> None:
-    tally.errors += 1
-    kind = _reason_kind(reason) if reason else "no label and no reason given"
-    if kind in tally.reasons or len(tally.reasons) < _MAX_REASONS:
-        tally.reasons[kind] += 1
-        tally.first_row_of.setdefault(kind, tally.rows)
-    else:
-        tally.other_reasons += 1
-
-
-def _reason_kind(reason: str) -> str:
-    return _NUMBER.sub("N", _QUOTED.sub("(…)", reason))
-
-
-def _text(cell: Any) -> str:
-    """A cell as text, without the apostrophe mlmatch adds before a formula-like start."""
-    if cell is None:
-        return ""
-    text = cell if isinstance(cell, str) else str(cell)
-    if text.startswith("'") and text[1:2] and text[1] in _FORMULA_START:
-        text = text[1:]
-    return text.strip()
-
-
-def _number(cell: Any) -> float | None:
-    if cell is None or isinstance(cell, bool):
-        return None
-    try:
-        number = float(cell)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _row_text(
-    reader: TableReader,
-    record: Any,
-    positions: Sequence[int],
-    names: Sequence[str],
-    show_names: bool,
-) -> tuple[tuple[str, str], ...]:
-    parts = []
-    room = _TEXT_CHARS
-    for position, name in zip(positions, names, strict=True):
-        cell = reader.value(record, position)
-        if cell is None or cell == "" or room <= 0:
-            continue
-        text = shorten(" ".join(str(cell).split()), min(_CELL_CHARS, room))
-        room -= len(text)
-        parts.append((name if show_names else "", text))
-    return tuple(parts)
-
 
 # --------------------------------------------------------------------------- rendering
 
@@ -479,7 +90,8 @@ def _count(n: int, total: int) -> str:
     return f"{n:,} ({share})"
 
 
-def _render(source: _Source, tally: _Tally) -> str:
+def render(source: Source, tally: Tally) -> str:
+    """The whole page of a scored file, from what :func:`~mlmatch.report.tally.collect` read."""
     exemplars = _bundled()
     name = "stdin" if source.path == "-" else Path(source.path).name
     parts = [
@@ -512,7 +124,7 @@ def _bundled() -> ExemplarSet | None:
         return None  # names then come from the file alone
 
 
-def _overview(name: str, tally: _Tally) -> str:
+def _overview(name: str, tally: Tally) -> str:
     cards = [
         ("Rows", f"{tally.rows:,}", "in the file", "#1d2329"),
         ("Given a category", f"{tally.labelled:,}", _share(tally.labelled, tally.rows), "#1b7f5b"),
@@ -548,7 +160,7 @@ def _tier_order(tiers: Sequence[str], exemplars: ExemplarSet | None) -> list[str
     return list(known) + sorted(t for t in tiers if t not in known)
 
 
-def _tier_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+def _tier_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
     bars = [
         (_tier_name(tier, exemplars), tally.by_tier[tier], _tier_colour(tier))
         for tier in _tier_order(list(tally.by_tier), exemplars)
@@ -567,7 +179,7 @@ def _tier_colour(tier: str) -> str:
     return _TIER_COLOURS.get(tier, _OTHER_TIER_COLOUR)
 
 
-def _category_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+def _category_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
     counts = Counter(tally.by_category)
     names, tier_of = dict(tally.names), dict(tally.tier_of)
     if exemplars is not None:
@@ -634,7 +246,7 @@ def _bar_chart(bars: Sequence[tuple[str, int, str]], total: int, title: str) -> 
     return "".join(items)
 
 
-def _score_section(tally: _Tally) -> str:
+def _score_section(tally: Tally) -> str:
     counts = tally.histogram
     scored = sum(counts)
     if not scored:
@@ -673,7 +285,7 @@ def _score_section(tally: _Tally) -> str:
     )
 
 
-def _abstention_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
+def _abstention_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
     names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
     names.update({k: v for k, v in tally.names.items() if v})
     if tally.abstained:
@@ -694,7 +306,7 @@ def _abstention_section(tally: _Tally, exemplars: ExemplarSet | None) -> str:
     return f'<section id="abstentions"><h2>No category</h2>{body}</section>'
 
 
-def _error_section(tally: _Tally) -> str:
+def _error_section(tally: Tally) -> str:
     if not tally.errors:
         body = "<p>Every row could be scored; no row has an error.</p>"
     else:
@@ -730,7 +342,7 @@ def _category_cell(category_id: str, names: dict[str, str]) -> str:
     return f'{_e(names.get(category_id, category_id))}<span class="id">{_e(category_id)}</span>'
 
 
-def _review_section(source: _Source, tally: _Tally, exemplars: ExemplarSet | None) -> str:
+def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None) -> str:
     names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
     names.update({k: v for k, v in tally.names.items() if v})
     queue = sorted((entry[2] for entry in tally.heap), key=lambda r: (r.key, r.row))
@@ -784,7 +396,7 @@ def _size(size: int) -> str:
     return f"{size:,} bytes"  # not reached: the loop returns at GB
 
 
-def _source_section(source: _Source, tally: _Tally) -> str:
+def _source_section(source: Source, tally: Tally) -> str:
     fmt = source.format.value.upper() if source.format is not Format.JSONL else "JSON Lines"
     top = (
         f"{source.top} (<code>--top {source.top}</code>: the best {source.top} categories of "

@@ -3,7 +3,7 @@
 Optional: ``pip install "mlmatch[ray]"``. :func:`score_dataset` maps a ``ray.data.Dataset``
 through :class:`DatasetScorer`, a callable class of which Ray builds one per actor: the matcher
 (model and exemplar embeddings, from the cache) loads once per actor, and every batch is scored by
-:func:`mlmatch.batch.score_records`, the function the local scorer uses, so both engines add the
+:func:`mlmatch.io.rows.score_records`, the function the local scorer uses, so both engines add the
 same ``mlmatch_*`` columns with the same values. :func:`score_files` is what
 ``mlmatch score --engine ray`` runs: read files, score them, write shards, and compare the row
 counts read and written.
@@ -19,26 +19,26 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlmatch.batch import (
+from mlmatch.calibration import Calibration
+from mlmatch.config import MatcherConfig
+from mlmatch.encoders.base import Encoder, available_cores
+from mlmatch.errors import DataFileError, MlmatchError
+from mlmatch.exemplars import NONE_LABEL, ExemplarSet
+from mlmatch.io.formats import Format, detect_format
+from mlmatch.io.rows import (
+    ScoreSummary,
     find_columns,
     join_cells,
     output_columns,
     refuse_added_columns,
     score_records,
 )
-from mlmatch.calibration import Calibration
-from mlmatch.encoders import available_cores
-from mlmatch.errors import DataFileError, MlmatchError
-from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
-from mlmatch.tables import Format, detect_format
 
 if TYPE_CHECKING:
     import ray.data
@@ -48,9 +48,8 @@ __all__ = [
     "SPARE_CPUS",
     "DatasetScorer",
     "RayNotInstalledError",
-    "RaySummary",
     "RowCountError",
-    "actor_options",
+    "actor_config",
     "require_ray",
     "score_dataset",
     "score_files",
@@ -66,7 +65,7 @@ SHARD_ROWS = 100_000
 
 
 class RayNotInstalledError(MlmatchError, ImportError):
-    """``--engine ray`` or :mod:`mlmatch.ray` was used without the ``ray`` extra."""
+    """``--engine ray`` or :mod:`mlmatch.io.ray` was used without the ``ray`` extra."""
 
 
 class RowCountError(MlmatchError, RuntimeError):
@@ -98,14 +97,15 @@ class DatasetScorer:
         text_columns: Sequence[str],
         *,
         top: int = 1,
-        matcher_options: Mapping[str, Any] | None = None,
+        config: MatcherConfig | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         from mlmatch.matcher import Matcher
 
         self.text_columns = list(text_columns)
         self.top = top
         self.columns = output_columns(top)
-        self.matcher = Matcher(**dict(matcher_options or {}))
+        self.matcher = Matcher(encoder=encoder, config=config)
 
     def __call__(self, batch: Any) -> Any:
         """Score one batch and return it with the added columns."""
@@ -152,19 +152,13 @@ def score_dataset(
     text_column: str | Sequence[str],
     *,
     top: int = 1,
-    backend: str | None = None,
-    model: str | None = None,
-    exemplars: str | Path | ExemplarSet | None = None,
-    threshold: float | None = None,
-    max_chars: int | EllipsisType | None = ...,
-    calibration: bool | str | Path | Calibration = True,
-    check_language: bool = True,
-    cache_dir: str | Path | None = None,
+    config: MatcherConfig | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
     concurrency: int | None = None,
     num_cpus: int = 1,
     num_gpus: float = 0,
     scorer: type[DatasetScorer] | None = None,
+    **options: Any,
 ) -> ray.data.Dataset:
     """Add mlmatch's columns to every row of ``ds``, lazily (nothing runs until it is consumed).
 
@@ -176,18 +170,11 @@ def score_dataset(
         ds: The rows to score.
         text_column: The column holding the text, or several columns to join (as the CLI does).
         top: Also add the next ``top - 1`` matches and their scores.
-        backend: ``torch``, ``onnx`` or ``static``; default as for :class:`~mlmatch.Matcher`.
-        model: A local model folder the workers can read; default: the bundled model.
-        threshold: Abstain below this score; default: the matcher's.
-        max_chars: Longest text accepted (``None``: any length); default: the matcher's.
-        calibration: As for :class:`~mlmatch.Matcher`. A file is read here, on the driver, and
-            its content sent to every actor, so all of them use the same fit (never one from a
-            worker's own cache) and the workers need not see the file.
-        check_language: Refuse text that is clearly not English (see :class:`~mlmatch.Matcher`).
-        exemplars: An exemplar folder (read here, on the driver, and sent to the actors, so the
-            workers need not see it) or an :class:`~mlmatch.ExemplarSet`; default: bundled.
-        cache_dir: Cache folder on the workers; default: each worker's own default
-            (``$MLMATCH_CACHE_DIR``, else ``~/.cache/mlmatch``).
+        config: The matchers' settings (:class:`~mlmatch.MatcherConfig`); ``options`` given
+            as keywords (``backend=``, ``threshold=``, ...) override it. An exemplar folder and a
+            calibration file are read here, on the driver, and sent to every actor, so the
+            workers need not see them and all of them use the same fit. ``model`` must be a
+            folder the workers can read; ``cache_dir`` defaults to each worker's own.
         batch_size: Rows per batch handed to an actor.
         concurrency: Number of actors; default: one per ``num_cpus`` CPUs of the cluster, one CPU
             left for Ray Data's other tasks (more warns: a pipeline reading files can stall).
@@ -196,6 +183,7 @@ def score_dataset(
             CUDA in fp16 (the onnx backend here is CPU-only).
         scorer: The callable class to map, :class:`DatasetScorer` or a subclass of it (for
             example one that drops columns a job does not need).
+        **options: Settings of :class:`~mlmatch.MatcherConfig`.
 
     """
     ray = require_ray()
@@ -209,17 +197,7 @@ def score_dataset(
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     _check_columns(ds, columns, output_columns(top))
-    options = actor_options(
-        backend=backend,
-        model=model,
-        exemplars=exemplars,
-        threshold=threshold,
-        max_chars=max_chars,
-        calibration=calibration,
-        check_language=check_language,
-        cache_dir=cache_dir,
-        threads=num_cpus,
-    )
+    actor = actor_config((config or MatcherConfig()).replace(**options), threads=num_cpus)
     if not ray.is_initialized():
         ray.init()
     cpus, fits = _actor_room(ray, num_cpus)
@@ -236,7 +214,7 @@ def score_dataset(
     return ds.map_batches(
         scorer or DatasetScorer,
         fn_constructor_args=(columns,),
-        fn_constructor_kwargs={"top": top, "matcher_options": options},
+        fn_constructor_kwargs={"top": top, "config": actor},
         batch_size=batch_size,
         batch_format="pandas",
         zero_copy_batch=False,
@@ -248,43 +226,16 @@ def score_dataset(
     )
 
 
-def actor_options(
-    *,
-    backend: str | None = None,
-    model: str | None = None,
-    exemplars: str | Path | ExemplarSet | None = None,
-    threshold: float | None = None,
-    max_chars: int | EllipsisType | None = ...,
-    calibration: bool | str | Path | Calibration = True,
-    check_language: bool = True,
-    cache_dir: str | Path | None = None,
-    threads: int = 1,
-) -> dict[str, Any]:
-    """The :class:`~mlmatch.Matcher` arguments each actor gets, with files read on the driver."""
-    if isinstance(exemplars, (str, Path)):
-        exemplars = load_exemplars(exemplars)
-    if isinstance(calibration, (str, Path)):
-        calibration = Calibration.load(calibration)
-    if isinstance(calibration, Calibration):
-        # Other exemplars are refused here, before any actor starts; the model is checked by
-        # each actor, which loads it.
-        loaded = exemplars if exemplars is not None else load_exemplars()
-        if loaded.content_hash != calibration.exemplars_hash:
-            calibration.check(calibration.model_id, loaded.content_hash, calibration.scoring)
-    options: dict[str, Any] = {
-        "backend": backend,
-        "model": model,
-        "exemplars": exemplars,
-        "threshold": threshold,
-        "threads": threads,
-        "calibration": calibration,
-        "check_language": check_language,
-    }
-    if cache_dir is not None:
-        options["cache_dir"] = str(cache_dir)
-    if max_chars is not ...:
-        options["max_chars"] = max_chars
-    return options
+def actor_config(config: MatcherConfig, *, threads: int = 1) -> MatcherConfig:
+    """The config each actor gets: files read here, on the driver, and ``threads`` per actor."""
+    config = config.resolved()
+    calibration, exemplars = config.calibration, config.exemplars
+    # Other exemplars are refused here, before any actor starts; the model is checked by each
+    # actor, which loads it.
+    if isinstance(calibration, Calibration) and isinstance(exemplars, ExemplarSet):
+        calibration.check(calibration.model_id, exemplars.content_hash, calibration.scoring)
+    cache_dir = None if config.cache_dir is None else str(config.cache_dir)
+    return config.replace(threads=threads, cache_dir=cache_dir)
 
 
 def _actor_room(ray: Any, cpus_per_actor: int) -> tuple[int, int]:
@@ -302,24 +253,6 @@ def _check_columns(ds: ray.data.Dataset, wanted: list[str], added: list[str]) ->
 
 
 # ----------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class RaySummary:
-    """What a Ray scoring run did: rows read and written, and what the rows say."""
-
-    rows_in: int
-    rows_out: int
-    errors: int
-    abstained: int
-    seconds: float
-    output: str
-    actors: int
-
-    @property
-    def rows_per_second(self) -> float:
-        """Rows written per second of wall time, reading and writing included."""
-        return self.rows_out / self.seconds if self.seconds > 0 else 0.0
 
 
 _OUTPUT_FORMATS = (Format.PARQUET, Format.CSV, Format.JSONL)
@@ -340,8 +273,9 @@ def score_files(
     show_progress: bool = False,
     overwrite: bool = False,
     delimiter: str | None = None,
-    **matcher_options: Any,
-) -> RaySummary:
+    config: MatcherConfig | None = None,
+    **options: Any,
+) -> ScoreSummary:
     """Score files Ray Data can read (a file, a folder, a cloud URI) into a folder of shards.
 
     A local output is written into a hidden sibling folder and renamed into place only when the
@@ -396,7 +330,8 @@ def score_files(
                 batch_size=batch_size,
                 concurrency=actors,
                 num_cpus=cpus_per_actor,
-                **matcher_options,
+                config=config,
+                **options,
             )
             _write(scored, work, fmt_out)
         rows_out, errors, abstained = _tally(work, fmt_out)
@@ -415,13 +350,13 @@ def score_files(
         )
     if work != target:
         _replace_folder(Path(work), Path(target))
-    return RaySummary(
-        rows_in=rows_in,
-        rows_out=rows_out,
+    return ScoreSummary(
+        rows=rows_out,
         errors=errors,
         abstained=abstained,
         seconds=time.perf_counter() - started,
         output=output_path,
+        rows_read=rows_in,
         actors=actors,
     )
 

@@ -17,14 +17,8 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from mlmatch.errors import DataFileError
-from mlmatch.tables import (
-    LOOKAHEAD,
-    OUTPUT_FORMATS,
-    Format,
-    JsonFloat,
-    TableReader,
-    pyarrow_parquet,
-)
+from mlmatch.io.formats import OUTPUT_FORMATS, Format, TableReader
+from mlmatch.io.tables import LOOKAHEAD, JsonFloat, pyarrow_parquet
 
 __all__ = ["TableWriter", "open_writer"]
 

@@ -1,0 +1,124 @@
+"""``mlmatch tune`` and ``mlmatch prepare``: adapting the model, and building caches ahead."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mlmatch.cli import app
+from mlmatch.cli.app import main, matcher_options
+from mlmatch.cli.evaluate import check_labels, read_labelled
+
+if TYPE_CHECKING:
+    from mlmatch.config import MatcherConfig
+
+__all__ = ["prepare", "tune"]
+
+
+@main.command()
+@click.argument("exemplar_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--model",
+    default=None,
+    help="Base sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2).",
+)
+@click.option(
+    "--dev",
+    "dev_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Labelled file (CSV, TSV, JSON Lines, Parquet, xlsx) with columns text and label, "
+    "measured before and after.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 1.")
+@click.option("--rank", type=click.IntRange(min=1), default=None, help="Default: 8.")
+@click.option("--seed", type=int, default=None, help="Default: 0.")
+@click.option("--dry-run", is_flag=True, help="Measure only; never write the adapter.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def tune(
+    exemplar_dir: str | None,
+    model: str | None,
+    dev_file: str | None,
+    epochs: int | None,
+    rank: int | None,
+    seed: int | None,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Adapt the sentence model to an exemplar folder (default: the bundled one).
+
+    Tunes a small low-rank adapter on 80% of the exemplars, compares it with the base model on
+    the other 20% (bare and wrapped in the folder's context sentences) and on --dev, and saves
+    it into the folder only when it wins on every one. Needs torch: pip install "mlmatch[torch]".
+    """
+    from dataclasses import replace
+
+    from mlmatch.exemplars import load_exemplars
+    from mlmatch.tuning import TuneSettings
+    from mlmatch.tuning import tune as run_tune
+
+    given = {"epochs": epochs, "rank": rank, "seed": seed}
+    settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
+    bar: Any = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label=f"mlmatch: {stage}", file=sys.stderr)
+        bar.update(1)
+        if done == total:
+            bar.render_finish()
+
+    dev = None
+    if dev_file:
+        texts, labels, rows = read_labelled(dev_file, "text", "label", None)
+        check_labels(labels, rows, load_exemplars(exemplar_dir).category_ids, dev_file)
+        dev = texts, labels
+    report = run_tune(
+        exemplar_dir, model=model, dev=dev, settings=settings, progress=progress, save=not dry_run
+    )
+    click.echo(report.table())
+    if report.kept:
+        click.echo(f"mlmatch: kept the adapter ({report.seconds:.0f} s): {report.path}")
+    elif report.wins:
+        click.echo(
+            f"mlmatch: the adapter wins but --dry-run saved nothing ({report.seconds:.0f} s)"
+        )
+    else:
+        click.echo(
+            "mlmatch: the adapter does not win on every measurement, so nothing was saved "
+            f"({report.seconds:.0f} s)"
+        )
+    if not report.kept:
+        from mlmatch.adapter import find_adapter
+
+        existing = find_adapter(load_exemplars(exemplar_dir).source)
+        if existing is not None:
+            click.echo(f"mlmatch: the adapter already in {existing.folder} stays in use")
+
+
+@main.command()
+@matcher_options
+def prepare(config: MatcherConfig) -> None:
+    """Build everything a first run builds (model files, exemplar embeddings, head, calibration).
+
+    For container images and clusters: run it once at build time with the options the jobs use
+    (same --model, --exemplars, --backend), and later runs start at once from the cache.
+    """
+    from mlmatch.cache import default_cache_dir
+
+    started = time.perf_counter()
+    app.build_matcher(config)
+    folder = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+    click.echo(
+        f"mlmatch: ready in {time.perf_counter() - started:.1f} s; the cache {folder} holds "
+        f"{size / 1e6:,.1f} MB (move it with $MLMATCH_CACHE_DIR)",
+        err=True,
+    )
