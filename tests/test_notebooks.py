@@ -12,11 +12,14 @@ NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["quickstart", "evaluate"]
 CELL_TIMEOUT_S = 300
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EVALUATE_FIGURES = {
-    "confusion_matrix.png",
-    "reliability.png",
-    "score_histograms.png",
-    "embeddings_pca.png",
+# What the evaluate notebook saves with fig.savefig (EvaluationReport.plot_confusion and
+# plot_reliability) into $MLMATCH_FIGURES.
+EVALUATE_FIGURES = {"confusion_matrix.png", "reliability.png"}
+# The HTML that each notebook's rich displays must show (classes set by mlmatch.display and the
+# report page's title), so a notebook that stops displaying them fails.
+RICH_DISPLAYS = {
+    "quickstart": ["mlmatch-classification", "mlmatch report: proposals-scored.csv"],
+    "evaluate": ["mlmatch-evaluation", "mlmatch-health"],
 }
 
 
@@ -34,13 +37,17 @@ def test_notebook_is_stored_without_outputs(name: str) -> None:
         assert cell["execution_count"] is None, f"{name}.ipynb code cell {index} was executed"
 
 
-def _execute(name: str) -> None:
-    """Run a notebook in a fresh python3 kernel with cwd notebooks/; fail on any error."""
+def _execute(name: str) -> list[dict]:
+    """Run a notebook in a fresh python3 kernel with cwd notebooks/; fail on any error.
+
+    Returns the outputs of its code cells.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     # Executed in memory only: the stored file is never rewritten.
+    before = _listing(NOTEBOOKS)
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     client = NotebookClient(
         notebook,
@@ -52,14 +59,33 @@ def _execute(name: str) -> None:
         client.execute()
     except CellExecutionError as error:
         pytest.fail(f"{name}.ipynb failed:\n{error}")
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "error"
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     ]
+    errors = [output for output in outputs if output.output_type == "error"]
     assert not errors, f"{name}.ipynb produced errors: {errors}"
+    added = _listing(NOTEBOOKS) - before
+    assert not added, f"{name}.ipynb wrote into notebooks/: {sorted(added)}"
+    return outputs
+
+
+def _listing(folder: Path) -> set[str]:
+    """Every file under ``folder`` (Jupyter's checkpoints aside), relative to it."""
+    return {
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts
+    }
+
+
+def _assert_rich_displays(name: str, outputs: list[dict]) -> None:
+    html = "\n".join(
+        str(output.get("data", {}).get("text/html", ""))
+        for output in outputs
+        if output.get("output_type") in ("display_data", "execute_result")
+    )
+    for marker in RICH_DISPLAYS[name]:
+        assert marker in html, f"{name}.ipynb showed no HTML containing {marker!r}"
 
 
 @pytest.fixture
@@ -78,12 +104,12 @@ def notebook_env(
 
 @pytest.mark.slow
 def test_quickstart_notebook_runs(notebook_env: Path) -> None:
-    _execute("quickstart")
+    _assert_rich_displays("quickstart", _execute("quickstart"))
 
 
 @pytest.mark.slow
 def test_evaluate_notebook_runs_and_saves_figures(notebook_env: Path) -> None:
-    _execute("evaluate")
+    _assert_rich_displays("evaluate", _execute("evaluate"))
     saved = {path.name for path in notebook_env.glob("*.png")}
     missing = EVALUATE_FIGURES - saved
     assert not missing, f"missing figures: {sorted(missing)}; saved: {sorted(saved)}"
