@@ -49,6 +49,11 @@ def test_report_renders_and_converts(report):
     assert frames["confusion"].loc["robots", "finetune"] == 1
     assert frames["per_category"].loc["robots", "support"] == 2
     assert list(frames["misclassified"]["index"]) == [3]
+    # Counts stay integers (a transposed frame used to turn support into floats).
+    assert str(frames["per_category"]["support"].dtype) == "int64"
+    assert str(frames["misclassified"]["true_rank"].dtype) == "Int64"
+    # One confidence and one right-or-wrong per item, for reliability plots.
+    assert len(report.confidences) == len(report.top_correct) == report.n
 
 
 def test_expected_calibration_error_by_hand():

@@ -125,12 +125,16 @@ class EvaluationReport(BaseModel):
             ),
             name="value",
         )
-        per_category = pd.DataFrame(
-            {k: v.model_dump() for k, v in self.per_category.items()}
-        ).T.rename_axis("label")
+        # Built row by row, so support stays an integer column (a transpose would make it float).
+        per_category = pd.DataFrame.from_records(
+            [{"label": k, **v.model_dump()} for k, v in self.per_category.items()], index="label"
+        )
         confusion = pd.DataFrame(self.confusion, index=self.labels, columns=self.labels)
         confusion = confusion.rename_axis(index="true", columns="predicted")
-        misclassified = pd.DataFrame([m.model_dump() for m in self.misclassified])
+        misclassified = pd.DataFrame(
+            [m.model_dump() for m in self.misclassified],
+            columns=list(Misclassified.model_fields),
+        ).astype({"index": "int64", "true_rank": "Int64"})
         return {
             "summary": summary,
             "per_category": per_category,

@@ -102,7 +102,13 @@ _FUNCTION_WORDS: dict[str, frozenset[str]] = {
         ),
     }.items()
 }
+# Each function word's languages, so a text's words are looked up once, not once per language.
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {}
+for _name, _vocabulary in _FUNCTION_WORDS.items():
+    for _word in _vocabulary:
+        _LANGUAGES_OF[_word] = (*_LANGUAGES_OF.get(_word, ()), _name)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 # At least this many function words of one other language, and more than _RATIO times as many
 # as English ones, so a name or a quoted phrase ("Café de la Paix") leaves English text English.
 _MIN_HITS = 2
@@ -141,19 +147,24 @@ def detect_language(text: str) -> str | None:
     """The name of the language of ``text`` when it is clearly not English, else ``None``."""
     # NFKC folds styled Latin (mathematical bold, fullwidth letters) into plain letters.
     text = unicodedata.normalize("NFKC", text)
-    scripts = Counter(_script(ch) for ch in text if ch.isalpha())
-    letters = sum(scripts.values())
-    if not letters:
-        return None
-    latin = scripts.pop("LATIN", 0)
-    if scripts and sum(scripts.values()) > letters / 2:
-        return _script_language(text, scripts)
-    if latin == 0:
-        return None
-    words = [w.casefold() for w in _WORD.findall(text)]
-    hits = {
-        name: sum(w in vocabulary for w in words) for name, vocabulary in _FUNCTION_WORDS.items()
-    }
+    if text.isascii():
+        # Every ASCII letter is Latin: no need to look up each character's script.
+        if not _ASCII_LETTER.search(text):
+            return None
+    else:
+        scripts = Counter(_script(ch) for ch in text if ch.isalpha())
+        letters = sum(scripts.values())
+        if not letters:
+            return None
+        latin = scripts.pop("LATIN", 0)
+        if scripts and sum(scripts.values()) > letters / 2:
+            return _script_language(text, scripts)
+        if latin == 0:
+            return None
+    hits = dict.fromkeys(_FUNCTION_WORDS, 0)
+    for word in _WORD.findall(text):
+        for name in _LANGUAGES_OF.get(word.casefold(), ()):
+            hits[name] += 1
     english = hits.pop("English")
     best = max(hits, key=lambda name: hits[name])
     if hits[best] >= _MIN_HITS and hits[best] > _RATIO * english:

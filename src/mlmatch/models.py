@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -17,8 +18,29 @@ class Tier(str, Enum):
     LITTLE_PROGRESS = "little-progress"
 
 
+_F = TypeVar("_F", bound="_Frozen")
+_new = object.__new__
+_set = object.__setattr__
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def _trusted(cls: type[_F], values: dict[str, Any]) -> _F:
+        """An instance from ``values`` that are known valid, skipping validation.
+
+        Results are built by the thousand from numbers mlmatch computed itself; validating each
+        field again cost more than the rest of building them. What :meth:`model_construct`
+        does, minus its generic handling of defaults and aliases: ``values`` must name every
+        field. ``tests/test_explain.py`` checks the results equal validated ones.
+        """
+        instance = _new(cls)
+        _set(instance, "__dict__", values)
+        _set(instance, "__pydantic_fields_set__", set(values))
+        _set(instance, "__pydantic_extra__", None)
+        _set(instance, "__pydantic_private__", None)
+        return instance
 
 
 class Category(_Frozen):

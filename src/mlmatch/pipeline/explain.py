@@ -97,16 +97,34 @@ class Explainer:
         order = np.argsort(-category_scores, axis=1, kind="stable")[:, :top]
         winners = decide(scores, n, threshold, use_none=self.use_none)
         confidence = calibrator(category_scores) if calibrator is not None else None
-        shown = np.unique(order)
-        cited = {
-            int(c): self._members[c][nearest(sims[:, self._members[c]], evidence)] for c in shown
-        }
+        # Plain Python numbers, converted once per array rather than once per element.
+        rounded = category_scores.tolist()
+        given = None if confidence is None else confidence.tolist()
+        cited: dict[int, tuple[list[list[int]], list[list[float]]]] = {}
+        for c in np.unique(order).tolist():
+            members = self._members[c]
+            picked = members[nearest(sims[:, members], evidence)]
+            cited[c] = picked.tolist(), np.take_along_axis(sims, picked, axis=1).tolist()
+        texts_of = self.exemplars.texts
+        categories = self.exemplars.categories
         results = []
         for i, text in enumerate(texts):
-            matches = [
-                self._match(int(c), category_scores, confidence, sims, cited[int(c)], i)
-                for c in order[i]
-            ]
+            matches = []
+            for c in order[i].tolist():
+                rows, values = cited[c]
+                matches.append(
+                    Match._trusted(
+                        {
+                            "category": categories[c],
+                            "score": round(rounded[i][c], 6),
+                            "confidence": None if given is None else round(given[i][c], 6),
+                            "evidence": [
+                                Evidence._trusted({"text": texts_of[j], "similarity": round(v, 6)})
+                                for j, v in zip(rows[i], values[i], strict=True)
+                            ],
+                        }
+                    )
+                )
             none_score = float(scores[i, n]) if self.use_none else 0.0
             results.append(
                 self._classification(
@@ -114,26 +132,6 @@ class Explainer:
                 )
             )
         return results
-
-    def _match(
-        self,
-        c: int,
-        scores: np.ndarray,
-        confidence: np.ndarray | None,
-        sims: np.ndarray,
-        cited: np.ndarray,
-        i: int,
-    ) -> Match:
-        texts = self.exemplars.texts
-        return Match.model_construct(
-            category=self.exemplars.categories[c],
-            score=round(float(scores[i, c]), 6),
-            confidence=None if confidence is None else round(float(confidence[i, c]), 6),
-            evidence=[
-                Evidence.model_construct(text=texts[j], similarity=round(float(sims[i, j]), 6))
-                for j in cited[i]
-            ],
-        )
 
     def _classification(
         self,
@@ -147,13 +145,17 @@ class Explainer:
         best = matches[0]
         reads_like = self._reads_like(sims) if abstain and none_score > best.score else None
         label = None if abstain else best.category.id
-        return Classification.model_construct(
-            text=text,
-            label=label,
-            matches=matches,
-            verdict=NO_VERDICT if label is None else self.exemplars.tier(best.category.tier).advice,
-            explanation=self._explain(matches, abstain, none_score, reads_like, threshold),
-            reads_like=reads_like[0] if reads_like else None,
+        return Classification._trusted(
+            {
+                "text": text,
+                "label": label,
+                "matches": matches,
+                "verdict": NO_VERDICT
+                if label is None
+                else self.exemplars.tier(best.category.tier).advice,
+                "explanation": self._explain(matches, abstain, none_score, reads_like, threshold),
+                "reads_like": reads_like[0] if reads_like else None,
+            }
         )
 
     def _reads_like(self, sims: np.ndarray) -> tuple[str, str] | None:

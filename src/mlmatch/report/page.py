@@ -365,17 +365,24 @@ def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None)
             text = " · ".join(
                 f"<b>{_e(name)}:</b> {_e(cell)}" if name else _e(cell) for name, cell in item.text
             )
+            # Without a runner-up's score the key is the top score itself: shown once.
+            extra = (
+                f'<td class="num">{_score_cell(item.second_score)}</td>'
+                f'<td class="num">{_score_cell(item.key if math.isfinite(item.key) else None)}'
+                "</td>"
+                if by_margin
+                else ""
+            )
             rows.append(
                 f'<tr><td class="num">{item.row:,}</td><td class="text">{text}</td>'
                 f'<td>{first}</td><td class="num">{_score_cell(item.score)}</td>'
-                f'<td>{second}</td><td class="num">{_score_cell(item.second_score)}</td>'
-                f'<td class="num">{_score_cell(item.key if math.isfinite(item.key) else None)}'
-                "</td></tr>"
+                f"<td>{second}</td>{extra}</tr>"
             )
+        heads = '<th class="num">Score</th>' + f'<th class="num">{key_name}</th>'
         table = (
             '<table><tr><th class="num">Row</th><th>Text</th><th>Category</th>'
-            '<th class="num">Score</th><th>Runner-up</th><th class="num">Score</th>'
-            f'<th class="num">{key_name}</th></tr>{"".join(rows)}</table>'
+            '<th class="num">Score</th><th>Runner-up</th>'
+            f"{heads if by_margin else ''}</tr>{''.join(rows)}</table>"
         )
     texts = ", ".join(f"<code>{_e(c)}</code>" for c in source.text_columns) or "none"
     guessed = " (every column that is not mlmatch's and holds text)" if source.guessed else ""
