@@ -176,6 +176,8 @@ def test_onnx_artifacts_are_checked_by_sha256_not_by_size(tmp_path, monkeypatch,
     from mlmatch.encoders import onnx as onnx_backend
 
     calls: list[Path] = []
+    # The export path: as for any model but the bundled one, whose export ships with mlmatch.
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
     monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
     monkeypatch.setattr(onnx_backend, "OnnxEncoder", _StubSession)
     cache = tmp_path / "cache"
@@ -200,6 +202,7 @@ def test_onnx_export_into_an_unwritable_cache_is_not_fatal(tmp_path, monkeypatch
     from mlmatch.encoders import onnx as onnx_backend
 
     calls: list[Path] = []
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
     monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
     monkeypatch.setattr(onnx_backend, "OnnxEncoder", _StubSession)
     blocker = tmp_path / "cache-file"

@@ -89,3 +89,24 @@ def test_calibration_error_measures_the_stated_confidence(tiny_set, fake_encoder
     )
     scores = np.array([r.score for r in results])
     assert not np.allclose(confidence, scores)
+
+
+def test_metrics_equal_scikit_learn_on_random_labels():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from mlmatch.metrics import confusion_counts, precision_recall_f1
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c", "none", "d"]
+    for _ in range(20):
+        truth = list(rng.choice(names[:4], size=40))
+        predicted = list(rng.choice(names, size=40))
+        labels = ["a", "b", "c", "d", "none"]
+        ours = precision_recall_f1(truth, predicted, labels)
+        theirs = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+        for mine, reference in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(mine, reference)
+        np.testing.assert_array_equal(
+            confusion_counts(truth, predicted, labels),
+            confusion_matrix(truth, predicted, labels=labels),
+        )

@@ -6,7 +6,13 @@ corrupted file) is ignored and rebuilt, never trusted. Writes go to a temporary 
 renamed into place, so concurrent processes never read a half-written entry.
 
 A cache folder that cannot be written (read-only, a file, a dangling link) is never fatal: one
-warning says so, and the process works in memory. The model backends record a SHA-256 of every
+warning says so, and the process works in memory.
+
+mlmatch ships the entries the bundled setup needs (the exemplars embedded by the bundled model,
+the fitted head, the exemplar calibration) in ``data/prepared`` (:func:`prepared_dir`, written by
+``scripts/build_model.py``); a cache reads them when it has no entry of its own, so a first run
+with the defaults embeds and fits nothing. Keys name their content, so a changed exemplar set or
+model simply misses them. The model backends record a SHA-256 of every
 artifact file they cache (:func:`file_digests`) and check it on load (:func:`check_digests`).
 """
 
@@ -17,6 +23,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,7 @@ __all__ = [
     "check_digests",
     "default_cache_dir",
     "file_digests",
+    "prepared_dir",
     "warn_unwritable",
 ]
 
@@ -45,6 +53,19 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "mlmatch"
+
+
+def prepared_dir() -> Path | None:
+    """The read-only entries shipped with mlmatch (see the module docstring), or None.
+
+    Installed from a wheel they live inside the package (``mlmatch/data/prepared``); in a source
+    checkout they are the repository's ``data/prepared``.
+    """
+    packaged = Path(str(resources.files("mlmatch"))) / "data" / "prepared"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "data" / "prepared"
+    return checkout if checkout.is_dir() else None
 
 
 def cache_key(*parts: str) -> str:
@@ -110,10 +131,15 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class EmbeddingCache:
-    """Arrays on disk under content-derived keys. ``directory=None`` disables caching."""
+    """Arrays on disk under content-derived keys. ``directory=None`` disables caching.
 
-    def __init__(self, directory: str | Path | None) -> None:
+    ``fallbacks`` are read-only folders of entries consulted, in order, for a key the cache does
+    not hold itself (such as :func:`prepared_dir`); nothing is ever written to them.
+    """
+
+    def __init__(self, directory: str | Path | None, *, fallbacks: Sequence[Path] = ()) -> None:
         self.directory = Path(directory).expanduser() if directory is not None else None
+        self.fallbacks = tuple(fallbacks) if self.directory is not None else ()
         self._writable = True
 
     def path(self, key: str) -> Path | None:
@@ -123,8 +149,13 @@ class EmbeddingCache:
     def load(self, key: str) -> dict[str, np.ndarray] | None:
         """Return the arrays stored under ``key``, or None when absent or damaged."""
         path = self.path(key)
-        if path is None or not path.is_file():
+        if path is None:
             return None
+        if not path.is_file():
+            shipped = (folder / f"{key}.npz" for folder in self.fallbacks)
+            path = next((p for p in shipped if p.is_file()), None)
+            if path is None:
+                return None
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlmatch.errors import CalibrationError
+from mlmatch.extras import require
 from mlmatch.labels import NONE_LABEL
 from mlmatch.models import CalibrationReport
 
@@ -107,16 +108,16 @@ def fit_calibrator(
     correct = np.asarray(correct, dtype=np.float64).ravel()
     if scores.size != correct.size or scores.size == 0:
         raise ValueError(f"need as many outcomes as scores, got {correct.size} and {scores.size}")
+    purpose = "fitting calibrated confidence"
     if method is CalibrationMethod.ISOTONIC:
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, correct)
+        isotonic = require("sklearn.isotonic", "sklearn", purpose=purpose)
+        iso = isotonic.IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(scores, correct)
         return Calibrator(method, np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_))
-    from sklearn.linear_model import LogisticRegression
-
+    linear_model = require("sklearn.linear_model", "sklearn", purpose=purpose)
     if np.unique(correct).size < 2:
         raise ValueError("Platt scaling needs both right and wrong examples")
-    platt = LogisticRegression(C=1e4).fit(_logit(scores)[:, None], correct)
+    platt = linear_model.LogisticRegression(C=1e4).fit(_logit(scores)[:, None], correct)
     params = np.array([platt.coef_[0, 0], platt.intercept_[0]], dtype=np.float64)
     return Calibrator(method, params, np.zeros(0))
 

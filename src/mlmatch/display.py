@@ -228,7 +228,7 @@ def plot_confusion(
     :func:`sklearn.metrics.confusion_matrix`.
     """
     plt = _pyplot()
-    from sklearn.metrics import ConfusionMatrixDisplay
+    metrics = require("sklearn.metrics", "plot", purpose="plotting")
 
     counts = np.asarray(report.confusion, dtype=float)
     if normalize is None:
@@ -245,7 +245,7 @@ def plot_confusion(
     if ax is None:
         size = max(4.0, 0.55 * len(report.labels) + 2.5)
         _, ax = plt.subplots(figsize=(size, size), layout="constrained")
-    display = ConfusionMatrixDisplay(matrix, display_labels=report.labels)
+    display = metrics.ConfusionMatrixDisplay(matrix, display_labels=report.labels)
     display.plot(
         ax=ax,
         cmap="Blues",
@@ -274,14 +274,14 @@ def plot_reliability(
     calibration, as in the report's expected calibration error.
     """
     plt = _pyplot()
-    from sklearn.calibration import calibration_curve
+    calibration = require("sklearn.calibration", "plot", purpose="plotting")
 
     confidence, correct = _reliability_arrays(source, truth)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     # Scores can stray a rounding error outside [0, 1]; calibration_curve rejects that.
     confidence = np.clip(confidence, 0.0, 1.0)
-    right, stated = calibration_curve(correct.astype(int), confidence, n_bins=bins)
+    right, stated = calibration.calibration_curve(correct.astype(int), confidence, n_bins=bins)
     ece = expected_calibration_error(confidence, correct, bins=bins)
     ax.hist(
         confidence,

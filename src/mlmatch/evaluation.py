@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
-from mlmatch.metrics import expected_calibration_error
+from mlmatch.metrics import confusion_counts, expected_calibration_error, precision_recall_f1
 from mlmatch.models import Classification
 
 if TYPE_CHECKING:
@@ -206,8 +205,6 @@ def report_from_results(
 
     ``category_ids`` fixes the order of the per-category table and the confusion matrix.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     predicted = [r.label or NONE_LABEL for r in results]
     n = len(truth)
     if n == 0:
@@ -221,18 +218,13 @@ def report_from_results(
     )
     seen = set(truth) | set(predicted)
     labels = [c for c in category_ids if c in seen] + [NONE_LABEL]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_f1(truth, predicted, labels)
     per_category = {
         label: CategoryMetrics(precision=float(p), recall=float(r), f1=float(f), support=int(s))
         for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
     }
     present = [i for i, label in enumerate(labels) if label in seen]
-    with warnings.catch_warnings():
-        # sklearn warns when one label covers everything, although `labels` fixes the shape.
-        warnings.simplefilter("ignore", UserWarning)
-        confusion = confusion_matrix(truth, predicted, labels=labels)
+    confusion = confusion_counts(truth, predicted, labels)
     misclassified = [
         Misclassified(
             index=i,

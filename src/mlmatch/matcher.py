@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlmatch.adapter import adapter_for
-from mlmatch.cache import EmbeddingCache, default_cache_dir
+from mlmatch.cache import EmbeddingCache, default_cache_dir, prepared_dir
 from mlmatch.calibration import Calibration, check_calibration_set
 from mlmatch.config import DEFAULT_THRESHOLD, MatcherConfig
 from mlmatch.encoders import Encoder, batch_size_of, load_encoder
@@ -80,7 +80,10 @@ class Matcher:
             adapter=self.adapter,
         )
         self.batch_size = config.batch_size or batch_size_of(self.encoder)
-        cache = EmbeddingCache(cache_root if config.use_cache else None)
+        prepared = prepared_dir()
+        cache = EmbeddingCache(
+            cache_root if config.use_cache else None, fallbacks=[prepared] if prepared else []
+        )
         self.index = ExemplarIndex.build(
             self.exemplars, self.encoder, config, batch_size=self.batch_size, cache=cache
         )

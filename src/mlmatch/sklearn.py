@@ -26,14 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
 
 from mlmatch.config import MatcherConfig
 from mlmatch.encoders import Encoder, load_encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.extras import require
 from mlmatch.matcher import Matcher
 from mlmatch.pipeline.scoring import Aggregation
+
+# One clear message when scikit-learn is absent, before the imports below would fail.
+require("sklearn", "sklearn", purpose="mlmatch.sklearn")
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
 __all__ = ["MEMO_SIZE", "ExemplarClassifier", "clear_encoder_cache"]
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from mlmatch.calibration import Calibrator, choose_calibrator
 from mlmatch.exemplars import NONE_LABEL
+from mlmatch.extras import require
 from mlmatch.pipeline.scoring import Scorer, decide
 
 __all__ = [
@@ -42,14 +43,16 @@ def cross_fitted_scores(
     ``labels`` holds each exemplar's class index (-1 for exemplars the head does not learn) and
     ``truth`` its label, by which the folds are stratified.
     """
-    from sklearn.model_selection import StratifiedKFold
+    selection = require(
+        "sklearn.model_selection", "sklearn", purpose="cross-fitting calibrated confidence"
+    )
 
     if len(truth) < 4:
         raise ValueError("too few exemplars to cross-fit (need at least 4)")
     # A category smaller than the number of folds is simply absent from some folds' fit.
     smallest = int(np.unique(truth, return_counts=True)[1].min())
     n_splits = max(2, min(CALIBRATION_FOLDS, smallest))
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0)
+    folds = selection.StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(folds.split(embeddings, truth))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mlmatch.extras import require
+
 __all__ = ["Aggregation", "Scorer", "decide"]
 
 
@@ -170,12 +172,14 @@ class Scorer:
         return blended
 
     def _fit_linear(self) -> None:
-        from sklearn.linear_model import LogisticRegression
+        linear_model = require(
+            "sklearn.linear_model", "sklearn", purpose="fitting the scoring head on exemplars"
+        )
 
         present = np.unique(self._labels)
         if present.size < 2:
             raise ValueError("the linear head needs exemplars of at least two classes")
-        model: Any = LogisticRegression(C=self.linear_c, max_iter=2000)
+        model: Any = linear_model.LogisticRegression(C=self.linear_c, max_iter=2000)
         model.fit(self._embeddings, self._labels)
         # Expand to all classes so columns line up with class indices even if one is absent.
         coef = np.full((self._n_classes, self._embeddings.shape[1]), 0.0, dtype=np.float32)
