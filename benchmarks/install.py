@@ -10,8 +10,9 @@ measures:
   is used unless --no-cache; the machine's pip configuration, such as local wheel folders,
   applies);
 * venv size: ``du`` of the whole environment, and of a fresh empty venv for reference;
-* cold start: ``mlmatch classify TEXT`` with an empty ``MLMATCH_CACHE_DIR`` (the exemplars are
-  embedded and the heads trained), then the second run with that cache filled;
+* cold start: ``mlmatch classify TEXT`` with an empty ``MLMATCH_CACHE_DIR`` (the default backend
+  reads the shipped data/prepared entries; other backends embed the exemplars and fit heads),
+  then the second run with that cache filled;
 * whether torch can be imported in the environment at all.
 
 In the torch install the same command also runs with ``--backend torch``. Prints a table and
@@ -97,10 +98,12 @@ def main() -> int:
             "",
             verdict + ".",
             "",
-            "Cold start: a fresh `MLMATCH_CACHE_DIR`, so the exemplars are embedded and the "
-            "heads trained once; the second run reads them from that cache. The default "
-            "install runs the int8 ONNX model shipped in the wheel (no export, no torch); "
-            "`--backend torch` needs the torch extra.",
+            "Cold start: `mlmatch classify` with a fresh, empty `MLMATCH_CACHE_DIR`; the second "
+            "run has that cache. The default backend runs the int8 ONNX model shipped in the "
+            "wheel (data/model: no export, no torch) and reads the bundled exemplars' "
+            "embeddings and fitted heads from the entries shipped in data/prepared, so its "
+            "first run embeds and fits nothing. `--backend torch` (torch extra) has no shipped "
+            "entries: its first run embeds the exemplars and fits the heads.",
             "",
             "Largest installed packages:",
             "",
