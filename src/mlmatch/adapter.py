@@ -31,6 +31,7 @@ from typing import Any
 from mlmatch.cache import warn_unwritable
 from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.errors import ModelLoadError
+from mlmatch.extras import require
 
 __all__ = [
     "ADAPTER_FILE",
@@ -79,15 +80,14 @@ class Adapter:
 
     def load_weights(self) -> dict[str, Any]:
         """The low-rank matrices as float32 numpy arrays, after checking the file's hash."""
-        from safetensors.numpy import load
-
+        safetensors = require("safetensors.numpy", "torch", purpose="applying an adapter")
         blob = self.weights.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.sha256:
             raise ModelLoadError(
                 f"{self.weights} does not match the SHA-256 in {ADAPTER_MANIFEST}; it was "
                 "changed or damaged: run `mlmatch tune` on the folder again"
             )
-        return {name: array.astype("float32") for name, array in load(blob).items()}
+        return {name: array.astype("float32") for name, array in safetensors.load(blob).items()}
 
 
 def adapter_for(source: str, exemplars_hash: str) -> Adapter | None:

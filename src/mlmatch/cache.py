@@ -10,7 +10,7 @@ warning says so, and the process works in memory.
 
 mlmatch ships the entries the bundled setup needs (the exemplars embedded by the bundled model,
 the fitted head, the exemplar calibration) in ``data/prepared`` (:func:`prepared_dir`, written by
-``scripts/build_model.py``); a cache reads them when it has no entry of its own, so a first run
+``scripts/build_prepared.py``); a cache reads them when it has no entry of its own, so a first run
 with the defaults embeds and fits nothing. Keys name their content, so a changed exemplar set or
 model simply misses them. The model backends record a SHA-256 of every
 artifact file they cache (:func:`file_digests`) and check it on load (:func:`check_digests`).

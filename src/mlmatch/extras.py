@@ -15,12 +15,13 @@ __all__ = ["EXTRAS", "require"]
 
 # What each extra brings, for the messages (pyproject.toml's [project.optional-dependencies]).
 EXTRAS = {
-    "torch": "sentence-transformers and torch",
+    "torch": "sentence-transformers, torch, transformers, onnx and the model's PyTorch weights",
+    "sklearn": "scikit-learn",
     "ray": "Ray Data",
     "parquet": "pyarrow",
     "pandas": "pandas",
     "xlsx": "openpyxl",
-    "plot": "matplotlib",
+    "plot": "matplotlib and scikit-learn",
 }
 
 

@@ -43,6 +43,7 @@ from mlmatch.adapter import (
 from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.evaluation import normalize_labels
 from mlmatch.exemplars import NONE_LABEL, ContextPool, ExemplarSet, load_exemplars
+from mlmatch.extras import require
 
 __all__ = ["TuneReport", "TuneSettings", "tune"]
 
@@ -115,6 +116,7 @@ def tune(
     before and after. ``progress(stage, done, total)`` is called after every training step.
     With ``save`` the adapter is written into the folder only when it wins everywhere.
     """
+    require("torch", "torch", purpose="mlmatch tune")  # before any work, one clear message
     settings = settings or TuneSettings()
     started = time.perf_counter()
     exemplars = load_exemplars(folder)
@@ -347,9 +349,10 @@ def _save(
     settings: TuneSettings,
 ) -> Path:
     """Write the adapter (float16) and its manifest into the exemplar folder, atomically."""
-    from safetensors.numpy import save
-
-    blob = save({name: array.astype(np.float16) for name, array in sorted(weights.items())})
+    safetensors = require("safetensors.numpy", "torch", purpose="mlmatch tune")
+    blob = safetensors.save(
+        {name: array.astype(np.float16) for name, array in sorted(weights.items())}
+    )
     manifest = {
         "base_model": base_id,
         "rank": settings.rank,
