@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import FakeEncoder
 
 import mlmatch.cli
+import mlmatch.cli.app
 import mlmatch.io.local
 import mlmatch.io.rows
 from mlmatch import Calibration, Classification
@@ -458,3 +459,45 @@ def test_an_abstained_row_names_its_closest_category_as_the_explanation_does(
         in (abstained["mlmatch_explanation"])
     )
     assert labelled["mlmatch_closest"] == labelled["mlmatch_label"] == "robots"
+
+
+def test_report_writes_a_page_of_a_scored_file_and_refuses_others(runner: CliRunner, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nrobot arm grasping boxes\nforecast weekly demand\na poem\n")
+    scored = tmp_path / "scored.csv"
+    args = ["score", str(source), "-o", str(scored), "-t", "text", "-q"]
+    assert runner.invoke(main, args).exit_code == 0
+    page = tmp_path / "report.html"
+    result = runner.invoke(main, ["report", str(scored), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "reported on 3 rows" in result.stderr
+    assert "<html" in page.read_text()
+    again = runner.invoke(main, ["report", str(scored), "-o", str(page)])
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    refused = runner.invoke(main, ["report", str(source), "-o", str(tmp_path / "r.html")])
+    assert refused.exit_code == 2
+    assert "mlmatch score" in refused.stderr
+
+
+def test_prepare_builds_the_matcher_and_names_the_cache(runner: CliRunner, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLMATCH_CACHE_DIR", str(tmp_path))
+    (tmp_path / "entry.npz").write_bytes(b"x" * 2_000_000)
+    result = runner.invoke(main, ["prepare", "--threshold", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert f"the cache {tmp_path} holds 2.0 MB" in result.stderr
+
+
+def test_a_missing_extra_is_one_line_with_exit_2(monkeypatch):
+    from mlmatch.errors import MissingExtraError
+
+    def missing(config, **_):
+        raise MissingExtraError(
+            'x needs torch; install it with: pip install "mlmatch[torch]"', "torch"
+        )
+
+    monkeypatch.setattr(mlmatch.cli.app, "build_matcher", missing)
+    result = CliRunner().invoke(main, ["classify", "--backend", "torch", "some text"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        'mlmatch: error: x needs torch; install it with: pip install "mlmatch[torch]"'
+    ]
