@@ -140,6 +140,7 @@ class ExemplarIndex:
                 return Calibrator.from_arrays(saved)
             except (KeyError, IndexError, ValueError):
                 logger.warning("ignoring an unreadable calibration entry; refitting it")
+        logger.info("cross-fitting calibrated confidence on the %d exemplars", len(self.labels))
         try:
             scores, truth = self.cross_fitted_scores()
             calibrator, _ = fit_confidence(scores, truth, self.exemplars.category_ids)
@@ -163,6 +164,8 @@ class ExemplarIndex:
                 f"C={scorer.linear_c}",
             )
             state = cache.load(key)
+            if state is None:
+                logger.info("fitting the scoring head on %d exemplars", int(rows.sum()))
         scorer.fit(
             self.embeddings[rows],
             self.labels[rows],
