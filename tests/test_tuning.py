@@ -133,11 +133,11 @@ def test_tune_needs_a_context_pool(tmp_path: Path, tiny_model: Path):
 @pytest.fixture
 def saved_adapter(folder: Path, tiny_model: Path) -> Path:
     """An adapter trained on the folder and saved whether or not it wins."""
-    from mlmatch.adapter import load_sentence_model
+    from mlmatch.encoders.hf import load_sentence_model
     from mlmatch.encoders.resolve import resolve_model as _resolve
 
     exemplars = load_exemplars(folder)
-    model = load_sentence_model(str(tiny_model))
+    model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
     weights = _train(model, exemplars, SMALL, None, "test")
     _save(folder, weights, _resolve(tiny_model)[1], exemplars, SMALL)
     return folder
