@@ -53,7 +53,8 @@ def tune(
 
     Tunes a small low-rank adapter on 80% of the exemplars, compares it with the base model on
     the other 20% (bare and wrapped in the folder's context sentences) and on --dev, and saves
-    it into the folder only when it wins on every one. Needs torch: pip install "mlmatch[torch]".
+    it into the folder only when it is worse on none and better on at least one. Needs torch:
+    pip install "mlmatch[torch]".
     """
     from dataclasses import replace
 
@@ -92,7 +93,7 @@ def tune(
         )
     else:
         click.echo(
-            "mlmatch: the adapter does not win on every measurement, so nothing was saved "
+            "mlmatch: the adapter is worse somewhere or better nowhere, so nothing was saved "
             f"({report.seconds:.0f} s)"
         )
     if not report.kept:
