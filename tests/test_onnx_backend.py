@@ -95,3 +95,19 @@ def test_parallel_runs_give_the_same_embeddings_as_one_thread(
 def test_threads_must_be_positive():
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
         load_encoder(backend="onnx", threads=0)
+
+
+def test_onnxruntime_advice_on_the_root_logger_is_dropped_during_export(caplog):
+    import logging
+    import os
+
+    from mlmatch.encoders.onnx import _without_root_warnings_from
+
+    def record(path: str) -> logging.LogRecord:
+        return logging.LogRecord("root", logging.WARNING, path, 1, "advice", None, None)
+
+    quantizer = f"{os.sep}site-packages{os.sep}onnxruntime{os.sep}quantization{os.sep}q.py"
+    with _without_root_warnings_from("onnxruntime"):
+        assert not logging.getLogger().filter(record(quantizer))
+        assert logging.getLogger().filter(record(f"{os.sep}elsewhere{os.sep}x.py"))
+    assert logging.getLogger().filter(record(quantizer))  # only while exporting

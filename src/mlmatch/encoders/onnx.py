@@ -13,6 +13,7 @@ sentence-transformers configuration says) and L2 normalization happen here in nu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -354,7 +355,7 @@ def export_onnx(model_path: str, folder: Path) -> None:
     if not (source / "tokenizer.json").is_file():
         raise ModelLoadError(f"{source} has no tokenizer.json; the onnx backend needs one")
     started = time.perf_counter()
-    logger.warning("exporting %s to int8 ONNX once (about a minute); later runs reuse it", source)
+    logger.warning("exporting %s to int8 ONNX once; later runs reuse it", source)
     pooling, max_length = _pooling(source)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
@@ -385,13 +386,14 @@ def export_onnx(model_path: str, folder: Path) -> None:
         # Per-channel int8 weights on the matrix multiplications only: quantizing the embedding
         # tables too cost 1 point of top-1 agreement with torch on the dev set, per-tensor
         # weights about 1 more (measured with benchmarks/backends.py).
-        quantize_dynamic(
-            str(work / "fp32.onnx"),
-            str(work / "model.onnx"),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
+        with _without_root_warnings_from("onnxruntime"):
+            quantize_dynamic(
+                str(work / "fp32.onnx"),
+                str(work / "model.onnx"),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
         (work / "fp32.onnx").unlink()
         shutil.copy(source / "tokenizer.json", work / "tokenizer.json")
         manifest = {
@@ -448,3 +450,23 @@ def _token_embedding_module(torch: Any, transformer: Any) -> Any:
             return output.last_hidden_state
 
     return TokenEmbeddings()
+
+
+@contextlib.contextmanager
+def _without_root_warnings_from(package: str) -> Iterator[None]:
+    """Drop what ``package`` logs on the root logger meanwhile (advice meant for its developers).
+
+    onnxruntime's quantizer calls ``logging.warning`` directly, which reaches every user's
+    terminal as a bare ``WARNING:root:`` line; mlmatch's own messages are untouched.
+    """
+    marker = f"{os.sep}{package}{os.sep}"
+
+    def keep(record: logging.LogRecord) -> bool:
+        return marker not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
