@@ -25,6 +25,10 @@ EXTRAS = {
 }
 
 
+# Import names whose package on PyPI is called otherwise.
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "sentence_transformers": "sentence-transformers"}
+
+
 def require(module: str, extra: str, *, purpose: str) -> ModuleType:
     """Import ``module`` or raise :class:`~mlmatch.errors.MissingExtraError` naming ``extra``.
 
@@ -34,7 +38,8 @@ def require(module: str, extra: str, *, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         # The missing piece may be a dependency of `module` (torch under sentence-transformers).
-        missing = error.name or module.partition(".")[0]
+        missing = (error.name or module).partition(".")[0]
+        missing = _DISTRIBUTIONS.get(missing, missing)
         raise MissingExtraError(
             f"{purpose} needs {missing}, which is not installed; install it with: "
             f'pip install "mlmatch[{extra}]"',
