@@ -323,7 +323,8 @@ def test_cli_engine_ray_overwrite_semicolons_and_blank_rows(cluster, tmp_path):
     assert pq.read_table(blank).num_rows == 3  # the blank line is a row, as the local engine has it
 
 
-def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
+def _ray_config(monkeypatch, tmp_path: Path, *options: str):
+    """The MatcherConfig that `score --engine ray` hands to score_files for these options."""
     seen: dict = {}
 
     def fake_score_files(*args, **kwargs):
@@ -334,30 +335,23 @@ def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
     source = tmp_path / "in.csv"
     source.write_text("text\nforecast demand\n")
     args = ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]
+    result = CliRunner().invoke(main, [*args, *options, "-q"])
+    assert result.exit_code == 0, result.output
+    return seen["config"]
+
+
+def test_engine_ray_forwards_the_calibration_file(monkeypatch, tmp_path: Path):
     calibration = tmp_path / "calibration.json"
     calibration.write_text("{}")
-    extra = ["--calibration", str(calibration), "--no-language-check", "-q"]
-    result = CliRunner().invoke(main, [*args, *extra])
-    assert result.exit_code == 0, result.output
-    assert seen["config"].calibration == str(calibration)
-    assert seen["config"].check_language is False
+    options = ["--calibration", str(calibration), "--no-language-check"]
+    config = _ray_config(monkeypatch, tmp_path, *options)
+    assert config.calibration == str(calibration)
+    assert config.check_language is False
 
 
 def test_engine_ray_forwards_every_matcher_option(monkeypatch, tmp_path: Path):
-    seen: dict = {}
-
-    def fake_score_files(*args, **kwargs):
-        seen.update(kwargs)
-        return ScoreSummary(1, 0, 0, 0.1, "out", rows_read=1, actors=1)
-
-    monkeypatch.setattr(mlmatch_ray, "score_files", fake_score_files)
-    source = tmp_path / "in.csv"
-    source.write_text("text\nforecast demand\n")
-    args = ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]
-    extra = ["--batch-size", "7", "--threshold", "0.3", "--max-chars", "0", "-q"]
-    result = CliRunner().invoke(main, [*args, *extra])
-    assert result.exit_code == 0, result.output
-    config = seen["config"]
+    options = ["--batch-size", "7", "--threshold", "0.3", "--max-chars", "0"]
+    config = _ray_config(monkeypatch, tmp_path, *options)
     assert (config.batch_size, config.threshold, config.max_chars) == (7, 0.3, None)
 
 
