@@ -15,7 +15,11 @@ def test_an_installed_module_is_returned():
 
 
 def test_a_missing_module_names_its_pypi_package_and_the_extra(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "sklearn", None)
+    import sys
+
+    # Both names: another test may have imported the submodule already.
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
     with pytest.raises(MissingExtraError) as caught:
         require("sklearn.linear_model", "sklearn", purpose="fitting the head")
     message = str(caught.value)
