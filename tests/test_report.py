@@ -229,6 +229,20 @@ def test_every_output_format_of_score_file(fake_matcher, tmp_path: Path, suffix:
         assert "<b>id:</b>" not in review
 
 
+def test_a_scored_file_saved_from_a_spreadsheet_counts_the_same(tmp_path: Path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    columns = list(HAND_ROWS[0])
+    sheet.append(columns)
+    for row in HAND_ROWS:
+        sheet.append([None if row[c] == "" else row[c] for c in columns])
+    book.save(tmp_path / "scored.xlsx")
+    summary = write_report(tmp_path / "scored.xlsx", tmp_path / "report.html")
+    assert (summary.rows, summary.labelled, summary.abstained, summary.errors) == (10, 5, 2, 3)
+    assert review_rows(build_report(tmp_path / "scored.xlsx", review=3)) == [6, 2, 7]
+
+
 def test_review_queue_picks_the_smallest_margins(hand_csv: Path):
     page = build_report(hand_csv, review=3)
     # Margins of the labelled rows: 1: 0.80, 2: 0.05, 3: 0.50, 6: 0.02, 7: 0.30.
