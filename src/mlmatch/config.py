@@ -158,15 +158,6 @@ class MatcherConfig:
             calibration = Calibration.load(calibration)
         return self.replace(exemplars=exemplars, calibration=calibration)
 
-    def changed(self) -> dict[str, Any]:
-        """The settings that differ from the defaults (for messages and logs)."""
-        default = MatcherConfig()
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
-        }
-
 
 def _aggregation(value: Aggregation | str) -> Aggregation:
     try:
