@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["quickstart", "evaluate"]
 CELL_TIMEOUT_S = 300

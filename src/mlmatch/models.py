@@ -33,7 +33,7 @@ class _Frozen(BaseModel):
         Results are built by the thousand from numbers mlmatch computed itself; validating each
         field again cost more than the rest of building them. What :meth:`model_construct`
         does, minus its generic handling of defaults and aliases: ``values`` must name every
-        field. ``tests/test_explain.py`` checks the results equal validated ones.
+        field. ``tests/pipeline/test_explain.py`` checks the results equal validated ones.
         """
         instance = _new(cls)
         _set(instance, "__dict__", values)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import TIERS_YAML, TINY, write_exemplar_dir
+from conftest import ROOT, TIERS_YAML, TINY, write_exemplar_dir
 
 import mlmatch.cli
 import mlmatch.cli.app
@@ -743,7 +743,7 @@ def test_a_broken_pipe_exits_quietly(tmp_path: Path):
     source = tmp_path / "in.csv"
     source.write_text("text\n" + "robot arm grasping boxes\n" * 20000)
     script = tmp_path / "run.py"
-    tests = str(Path(__file__).parent)
+    tests = str(ROOT / "tests")
     script.write_text(BROKEN_PIPE_SCRIPT.format(tests=tests, folder=str(tmp_path / "ex")))
     command = [sys.executable, str(script), "score", str(source), "-o", "-", "-t", "text", "-q"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
