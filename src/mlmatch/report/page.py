@@ -18,6 +18,7 @@ from mlmatch.version import __version__
 if TYPE_CHECKING:
     from mlmatch.exemplars import ExemplarSet
 
+from mlmatch.display import TIER_COLOURS  # one palette for the notebook and the report
 from mlmatch.report.tally import Source, Tally
 
 __all__ = ["render"]
@@ -26,11 +27,6 @@ __all__ = ["render"]
 # unchanged, and a taller chart would not be read anyway.
 _MAX_BARS = 40
 
-_TIER_COLOURS = {
-    "revolutionary": "#1b7f5b",
-    "progress": "#2f6fdb",
-    "little-progress": "#c7771c",
-}
 _OTHER_TIER_COLOUR = "#6b5fb5"
 _NONE_COLOUR = "#8a8f98"
 _ERROR_COLOUR = "#c9372c"
@@ -176,7 +172,7 @@ def _tier_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
 
 
 def _tier_colour(tier: str) -> str:
-    return _TIER_COLOURS.get(tier, _OTHER_TIER_COLOUR)
+    return TIER_COLOURS.get(tier, _OTHER_TIER_COLOUR)
 
 
 def _category_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
