@@ -12,7 +12,7 @@ from conftest import TINY, write_exemplar_dir
 from mlmatch import Matcher, load_exemplars
 from mlmatch.adapter import ADAPTER_FILE, ADAPTER_MANIFEST, find_adapter
 from mlmatch.errors import ModelLoadError
-from mlmatch.tuning import TuneSettings, _save, _train, tune
+from mlmatch.tuning import TuneSettings, _relational, _save, _train, _unit_embeddings, tune
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +130,113 @@ def test_tune_needs_a_context_pool(tmp_path: Path, tiny_model: Path):
         tune(plain, model=tiny_model, settings=SMALL)
 
 
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"anchor": 0.0, "context": 0.0}, "not all 0"),
+        ({"context": -1.0}, "must be >= 0"),
+    ],
+)
+def test_settings_refuse_loss_weights_that_train_nothing(weights: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        TuneSettings(**weights)
+
+
+def test_a_teacher_needs_a_weight_and_a_weight_needs_a_teacher(folder: Path, tiny_model: Path):
+    with pytest.raises(ValueError, match="teacher model together with a teacher weight"):
+        tune(folder, model=tiny_model, settings=SMALL, teacher=tiny_model, save=False)
+    with pytest.raises(ValueError, match="teacher model together with a teacher weight"):
+        tune(folder, model=tiny_model, settings=TuneSettings(teacher=1.0), save=False)
+
+
+def test_context_term_moves_wrapped_exemplars_onto_their_bare_meaning(
+    folder: Path, tiny_model: Path
+):
+    from mlmatch.encoders.hf import load_sentence_model
+
+    exemplars = load_exemplars(folder)
+    settings = TuneSettings(epochs=6, batch_size=8, rank=4, learning_rate=1e-2, seed=1)
+    wrapped = exemplars.context.wrap(exemplars.texts, seed=99)  # sentences not seen in training
+    model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
+    anchors = _unit_embeddings(model, exemplars.texts, settings)
+
+    def closeness() -> float:
+        return float(np.mean(np.sum(_unit_embeddings(model, wrapped, settings) * anchors, 1)))
+
+    before = closeness()
+    _train(model, exemplars, settings, None, "test", anchors=anchors)
+    assert closeness() > before + 0.02
+
+
+def test_relational_term_compares_similarities_not_vectors():
+    import torch
+
+    torch.manual_seed(0)
+    student = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    # An isometry into a wider space keeps every similarity: nothing to learn from it.
+    rotation, _ = torch.linalg.qr(torch.randn(12, 12))
+    wider = torch.cat([student, torch.zeros(6, 4)], dim=1) @ rotation
+    assert float(_relational(student, student, wider, 0.1)) == pytest.approx(0.0, abs=1e-5)
+    shuffled = wider[torch.tensor([3, 0, 5, 1, 4, 2])]
+    assert float(_relational(student, student, shuffled, 0.1)) > 0.1
+
+
+@pytest.fixture
+def wide_teacher(tiny_model: Path, tmp_path: Path) -> Path:
+    """A 48-wide teacher: the tiny model followed by a fixed random linear map."""
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers 6 moved the modules
+        from sentence_transformers.sentence_transformer.modules import Dense
+    except ImportError:
+        from sentence_transformers.models import Dense
+    import torch
+
+    torch.manual_seed(3)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    model.append(Dense(32, 48, bias=False, activation_function=torch.nn.Tanh()))
+    model.save(str(tmp_path / "teacher"))
+    return tmp_path / "teacher"
+
+
+def test_teacher_term_brings_the_students_similarities_to_the_teachers(
+    folder: Path, tiny_model: Path, wide_teacher: Path
+):
+    import torch
+
+    from mlmatch.encoders.hf import load_sentence_model
+
+    exemplars = load_exemplars(folder)
+    # One batch of all 14 exemplars, many steps: the tiny random model learns slowly.
+    settings = TuneSettings(
+        epochs=30, batch_size=14, rank=4, learning_rate=1e-2, seed=1, anchor=0, context=0, teacher=1
+    )
+    teacher = _unit_embeddings(
+        load_sentence_model(str(wide_teacher), purpose="test"), exemplars.texts, settings
+    )
+    assert teacher.shape[1] == 48
+    student = load_sentence_model(str(tiny_model), purpose="the tuning tests")
+
+    def distance() -> float:
+        own = torch.from_numpy(_unit_embeddings(student, exemplars.texts, settings))
+        return float(_relational(own, own, torch.from_numpy(teacher), settings.temperature))
+
+    before = distance()
+    _train(student, exemplars, settings, None, "test", teacher=teacher)
+    assert distance() < 0.8 * before
+
+
+def test_tune_and_the_cli_take_a_teacher(folder: Path, tiny_model: Path, wide_teacher: Path):
+    from click.testing import CliRunner
+
+    from mlmatch.cli import main
+
+    args = ["tune", str(folder), "--model", str(tiny_model), "--teacher", str(wide_teacher)]
+    result = CliRunner().invoke(main, [*args, "--epochs", "1", "--rank", "2", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "| held-out exemplars in context (" in result.output
+
+
 @pytest.fixture
 def saved_adapter(folder: Path, tiny_model: Path) -> Path:
     """An adapter trained on the folder and saved whether or not it wins."""
@@ -138,7 +245,8 @@ def saved_adapter(folder: Path, tiny_model: Path) -> Path:
 
     exemplars = load_exemplars(folder)
     model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
-    weights = _train(model, exemplars, SMALL, None, "test")
+    anchors = _unit_embeddings(model, exemplars.texts, SMALL)
+    weights = _train(model, exemplars, SMALL, None, "test", anchors=anchors)
     _save(folder, weights, _resolve(tiny_model)[1], exemplars, SMALL)
     return folder
 

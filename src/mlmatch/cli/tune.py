@@ -34,6 +34,13 @@ __all__ = ["prepare", "tune"]
     help="Labelled file (CSV, TSV, JSON Lines, Parquet, xlsx) with columns text and label, "
     "measured before and after.",
 )
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A larger sentence-transformers folder (such as all-mpnet-base-v2) whose similarities "
+    "between exemplars the adapter also learns. Slower; it added nothing on the bundled set.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 1.")
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="Default: 8.")
 @click.option("--seed", type=int, default=None, help="Default: 0.")
@@ -43,6 +50,7 @@ def tune(
     exemplar_dir: str | None,
     model: str | None,
     dev_file: str | None,
+    teacher: str | None,
     epochs: int | None,
     rank: int | None,
     seed: int | None,
@@ -62,7 +70,9 @@ def tune(
     from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
-    given = {"epochs": epochs, "rank": rank, "seed": seed}
+    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed}
+    if teacher:
+        given["teacher"] = 1.0
     settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
     bar: Any = None
 
@@ -82,7 +92,13 @@ def tune(
         check_labels(labels, rows, load_exemplars(exemplar_dir).category_ids, dev_file)
         dev = texts, labels
     report = run_tune(
-        exemplar_dir, model=model, dev=dev, settings=settings, progress=progress, save=not dry_run
+        exemplar_dir,
+        model=model,
+        dev=dev,
+        settings=settings,
+        teacher=teacher,
+        progress=progress,
+        save=not dry_run,
     )
     click.echo(report.table())
     if report.kept:
