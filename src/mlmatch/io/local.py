@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlmatch.errors import DataFileError
 from mlmatch.exemplars import NONE_LABEL
+from mlmatch.files import create_exclusive
 from mlmatch.io.formats import OUTPUT_FORMATS, Format, TableReader, detect_format
 from mlmatch.io.outputs import (
     Destination,
     check_destination,
-    create_exclusive,
     discard_checkpoint,
     file_sha256,
     load_checkpoint,

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import socket
 import stat
 import sys
@@ -32,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from mlmatch.errors import DataFileError
+from mlmatch.files import CLOEXEC, NOFOLLOW, create_exclusive
 
 __all__ = [
     "Destination",
     "check_destination",
-    "create_exclusive",
     "discard_checkpoint",
     "file_sha256",
     "load_checkpoint",
@@ -45,9 +44,6 @@ __all__ = [
     "place",
     "save_checkpoint",
 ]
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -110,26 +106,10 @@ def _input_stat(input_path: str) -> os.stat_result | None:
         return None  # no input file (an error reported later), or a stdin without a descriptor
 
 
-def create_exclusive(target: Path, suffix: str) -> tuple[int, Path]:
-    """A new file beside ``target`` with a unique hidden name; its descriptor and path.
-
-    ``O_EXCL`` makes creation fail rather than open anything already at the name, a symbolic
-    link included. The mode is the usual one for new files (0666 less the umask).
-    """
-    for _ in range(100):
-        path = target.with_name(f".{target.name}.{secrets.token_hex(6)}{suffix}")
-        try:
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
-            return os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666), path
-        except FileExistsError:
-            continue
-    raise DataFileError(f"could not create a temporary file beside {target}")
-
-
 def open_existing(path: Path) -> int:
     """Open a temporary file of an earlier run for reading and writing, never through a link."""
     try:
-        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, os.O_RDWR | NOFOLLOW | CLOEXEC | getattr(os, "O_BINARY", 0))
     except OSError as error:
         raise DataFileError(f"cannot resume: cannot open {path} ({error.strerror})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -169,7 +149,7 @@ def place(temporary: Path, target: Path, *, overwrite: bool) -> None:
 def _sync_folder(folder: Path) -> None:
     """Make the rename durable (best effort: not every system can open a folder)."""
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | _CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | CLOEXEC)
         try:
             os.fsync(fd)
         finally:
@@ -202,7 +182,7 @@ def lock_output(target: Path) -> Iterator[None]:
 def _acquire(path: Path, target: Path) -> int:
     for _ in range(10):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise DataFileError(

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlmatch.errors import DataFileError
+from mlmatch.files import create_exclusive
 from mlmatch.io.formats import Format
-from mlmatch.io.outputs import check_destination, create_exclusive, place
+from mlmatch.io.outputs import check_destination, place
 from mlmatch.report.page import render
 from mlmatch.report.tally import DEFAULT_REVIEW, collect
 
