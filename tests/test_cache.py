@@ -130,7 +130,7 @@ def _unwritable(kind: str, tmp_path: Path, monkeypatch) -> Path:
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(mlmatch.cache.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(mlmatch.cache, "write_atomically", refuse)
     return tmp_path / "read-only"
 
 

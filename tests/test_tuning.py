@@ -259,6 +259,8 @@ def test_adapter_file_is_small_float16_with_a_checked_manifest(saved_adapter: Pa
     assert not adapter.is_stale(load_exemplars(saved_adapter).content_hash)
     arrays = load_file(str(saved_adapter / ADAPTER_FILE))
     assert {a.dtype for a in arrays.values()} == {np.dtype("float16")}
+    for name in (ADAPTER_FILE, ADAPTER_MANIFEST):  # not the 0600 of a private temporary file
+        assert (saved_adapter / name).stat().st_mode & 0o044 == 0o044
     # 2 blocks x 6 linear layers, an A and a B each.
     assert len(arrays) == 24
     assert adapter.rank == SMALL.rank and adapter.scale == SMALL.scale
