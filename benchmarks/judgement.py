@@ -9,7 +9,8 @@ then the same split with every item wrapped in 1-3 neutral sentences before and 
 data/eval/context.yaml (a pool kept out of training): top-1 and agreement with the bare label.
 The exemplars' k-fold cross-validated top-1 comes last. Methods are chosen on dev and
 cross-validation only; the test split is reported once, at the end of a piece of work.
-Writes the tables to benchmarks/results/judgement.md.
+Writes the tables to benchmarks/results/judgement.md (judgement_dev_test.md with --split both;
+_no_adapter before .md with --no-adapter).
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def main() -> int:
             lines += [f"exemplars ({len(matcher.exemplars)}): {args.folds}-fold CV top-1 {cv:.3f}"]
         lines += [f"measured in {time.perf_counter() - started:.0f} s", ""]
         print("\n".join(lines[first:]), flush=True)
-    name = "judgement.md" if splits == ["dev"] else f"judgement_{'_'.join(splits)}.md"
-    write_result(name, "\n".join(lines))
+    name = "judgement" if splits == ["dev"] else f"judgement_{'_'.join(splits)}"
+    write_result(f"{name}_no_adapter.md" if args.no_adapter else f"{name}.md", "\n".join(lines))
     return 0
 
 

@@ -77,7 +77,7 @@ def folder(tmp_path: Path) -> Path:
     return path
 
 
-SMALL = TuneSettings(epochs=3, batch_size=8, rank=2, holdout=0.3, seed=1)
+SMALL = TuneSettings(epochs=3, min_steps=1, batch_size=8, rank=2, holdout=0.3, seed=1)
 
 
 def test_tune_reports_before_and_after(folder: Path, tiny_model: Path):
@@ -130,6 +130,20 @@ def test_tune_needs_a_context_pool(tmp_path: Path, tiny_model: Path):
         tune(plain, model=tiny_model, settings=SMALL)
 
 
+def test_a_small_folder_trains_at_least_min_steps(folder: Path, tiny_model: Path):
+    from mlmatch.encoders.hf import load_sentence_model
+
+    exemplars = load_exemplars(folder)  # 14 exemplars: 2 steps of 8 per epoch
+    steps: list[int] = []
+    settings = TuneSettings(min_steps=9, batch_size=8, rank=2, seed=1, anchor=1, context=0)
+    model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
+    anchors = _unit_embeddings(model, exemplars.texts, settings)
+    _train(
+        model, exemplars, settings, lambda _, done, total: steps.append(total), "t", anchors=anchors
+    )
+    assert len(steps) == 10 and set(steps) == {10}  # 5 epochs: the first to reach 9 steps
+
+
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
@@ -155,7 +169,7 @@ def test_context_term_moves_wrapped_exemplars_onto_their_bare_meaning(
     from mlmatch.encoders.hf import load_sentence_model
 
     exemplars = load_exemplars(folder)
-    settings = TuneSettings(epochs=6, batch_size=8, rank=4, learning_rate=1e-2, seed=1)
+    settings = TuneSettings(epochs=6, min_steps=1, batch_size=8, rank=4, learning_rate=1e-2, seed=1)
     wrapped = exemplars.context.wrap(exemplars.texts, seed=99)  # sentences not seen in training
     model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
     anchors = _unit_embeddings(model, exemplars.texts, settings)
@@ -209,7 +223,15 @@ def test_teacher_term_brings_the_students_similarities_to_the_teachers(
     exemplars = load_exemplars(folder)
     # One batch of all 14 exemplars, many steps: the tiny random model learns slowly.
     settings = TuneSettings(
-        epochs=30, batch_size=14, rank=4, learning_rate=1e-2, seed=1, anchor=0, context=0, teacher=1
+        epochs=30,
+        min_steps=1,
+        batch_size=14,
+        rank=4,
+        learning_rate=1e-2,
+        seed=1,
+        anchor=0,
+        context=0,
+        teacher=1,
     )
     teacher = _unit_embeddings(
         load_sentence_model(str(wide_teacher), purpose="test"), exemplars.texts, settings

@@ -61,6 +61,8 @@ class TuneSettings:
     """How an adapter is tuned; stored in its manifest."""
 
     epochs: int = 1
+    min_steps: int = 60
+    """Train at least this many steps: a small folder gets as many epochs as that takes."""
     rank: int = 8
     layers: int = 3
     alpha: float = 16.0
@@ -80,7 +82,8 @@ class TuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, least in (("epochs", 1), ("rank", 1), ("layers", 1), ("batch_size", 2)):
+        minimums = (("epochs", 1), ("min_steps", 1), ("rank", 1), ("layers", 1), ("batch_size", 2))
+        for name, least in minimums:
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not 0.0 < self.holdout < 0.5:
@@ -321,7 +324,8 @@ def _train(
     taught = torch.from_numpy(teacher) if teacher is not None else None
     n = len(exemplars)
     steps_per_epoch = math.ceil(n / settings.batch_size)
-    total = steps_per_epoch * settings.epochs
+    epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+    total = steps_per_epoch * epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, total // 10))
     )
@@ -335,7 +339,7 @@ def _train(
     model.train()
     step = 0
     try:
-        for epoch in range(settings.epochs):
+        for epoch in range(epochs):
             order = list(range(n))
             rng.shuffle(order)
             wrapped = exemplars.context.wrap(exemplars.texts, seed=settings.seed + epoch)

@@ -41,7 +41,12 @@ __all__ = ["prepare", "tune"]
     help="A larger sentence-transformers folder (such as all-mpnet-base-v2) whose similarities "
     "between exemplars the adapter also learns. Slower; it added nothing on the bundled set.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 1.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default: 1, or as many as 60 training steps take (a small folder gets more).",
+)
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="Default: 8.")
 @click.option("--seed", type=int, default=None, help="Default: 0.")
 @click.option("--dry-run", is_flag=True, help="Measure only; never write the adapter.")
