@@ -9,7 +9,9 @@ term moves requests in context onto their bare meaning. Two optional terms: supe
 contrastive learning over categories (``contrast``; it sharpened bare text and cost context in
 our measurements), and distilling a larger teacher's similarities between exemplars
 (``teacher``, e.g. all-mpnet-base-v2; it added nothing on the bundled set). Only rank-``r``
-updates of the attention and feed-forward layers train; the base weights stay frozen.
+updates of the attention and feed-forward layers of the last ``layers`` blocks train (three: on
+all six, every variant lost a dev text); the base weights stay frozen. A small folder trains for
+``min_steps`` steps at least, over as many epochs as that takes.
 
 The adapter is judged before it is kept: it is tuned on 80% of the exemplars (a seeded split,
 stratified by category) and compared with the base model, both through the matcher's own head
