@@ -203,7 +203,8 @@ def tune(
     after = _top1(tuned, training, measurements)
     report.rows = [(name, before[name], after[name]) for name in measurements]
     if report.wins and save:
-        report.path = _save(target, weights, base_id, exemplars, settings)
+        teacher_name = Path(teacher).name if teacher is not None else None
+        report.path = _save(target, weights, base_id, exemplars, settings, teacher_name)
         report.kept = True
     report.seconds = time.perf_counter() - started
     return report
@@ -469,8 +470,12 @@ def _save(
     base_id: str,
     exemplars: ExemplarSet,
     settings: TuneSettings,
+    teacher: str | None = None,
 ) -> Path:
-    """Write the adapter (float16) and its manifest into the exemplar folder, atomically."""
+    """Write the adapter (float16) and its manifest into the exemplar folder, atomically.
+
+    ``teacher`` names the teacher model's folder, if one taught the adapter.
+    """
     safetensors = require("safetensors.numpy", "torch", purpose="mlmatch tune")
     blob = safetensors.save(
         {name: array.astype(np.float16) for name, array in sorted(weights.items())}
@@ -482,6 +487,7 @@ def _save(
         "sha256": hashlib.sha256(blob).hexdigest(),
         "exemplars_hash": exemplars.content_hash,
         "settings": {key: getattr(settings, key) for key in TuneSettings.__dataclass_fields__},
+        "teacher": teacher,
     }
     write_atomically(folder / ADAPTER_FILE, lambda handle: handle.write(blob))
     text = json.dumps(manifest, indent=2) + "\n"
