@@ -113,3 +113,34 @@ def test_onnxruntime_advice_on_the_root_logger_is_dropped_during_export(caplog):
         assert not logging.getLogger().filter(record(quantizer))
         assert logging.getLogger().filter(record(f"{os.sep}elsewhere{os.sep}x.py"))
     assert logging.getLogger().filter(record(quantizer))  # only while exporting
+
+
+def _tiny_graph(path: Path, weight: np.ndarray, op: str = "MatMul") -> None:
+    """y = x @ W (or x + W): one node, one initializer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "W"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.ones(2, "f4"), "b")],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def test_a_variant_keeps_only_the_changed_weights_and_refuses_another_graph(tmp_path: Path):
+    from mlmatch.encoders.onnx import _write_variant
+    from mlmatch.errors import ModelLoadError
+
+    _tiny_graph(tmp_path / "base.onnx", np.eye(2, dtype="f4"))
+    _tiny_graph(tmp_path / "tuned.onnx", 2 * np.eye(2, dtype="f4"))
+    _write_variant(tmp_path / "base.onnx", tmp_path / "tuned.onnx", tmp_path / "v.npz")
+    with np.load(tmp_path / "v.npz") as variant:
+        assert variant.files == ["W"]  # "b" is unchanged, so it is not shipped twice
+        np.testing.assert_array_equal(variant["W"], 2 * np.eye(2))
+
+    _tiny_graph(tmp_path / "other.onnx", np.eye(2, dtype="f4"), op="Add")
+    with pytest.raises(ModelLoadError, match="not the graph of"):
+        _write_variant(tmp_path / "base.onnx", tmp_path / "other.onnx", tmp_path / "w.npz")
