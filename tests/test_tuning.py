@@ -84,7 +84,12 @@ def test_tune_reports_before_and_after(folder: Path, tiny_model: Path):
     report = tune(folder, model=tiny_model, settings=SMALL, save=False)
     names = [name for name, _, _ in report.rows]
     assert names[0].startswith("held-out exemplars (")
-    assert names[1].startswith("held-out exemplars in context (")
+    # The held-out `none` exemplars get a recall row of their own after each measurement.
+    assert names[1].startswith("held-out exemplars (") and "`none` recall (" in names[1]
+    assert names[2].startswith("held-out exemplars in context (")
+    assert "`none` recall (" in names[3]
+    for name, before, after in report.rows:
+        assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0, name
     assert not report.kept
     assert "| measured on | base model | tuned | change |" in report.table()
 

@@ -18,9 +18,10 @@ stratified by category) and compared with the base model, both through the match
 on the torch backend, on the held-out 20%, bare and wrapped in context, and on a labelled dev
 file when one is given. The context pool is split in two: one half wraps the training texts (and
 is what the measuring matcher leaves out), the other wraps the measured texts, so "in context"
-means sentences neither the adapter nor the matcher has seen. The adapter is saved, with the
-float16 weights it was measured with, only when it is worse on no measurement and better on at
-least one (the held-out exemplars still serve the head, only not the tuning).
+means sentences neither the adapter nor the matcher has seen. Each measurement also gives the
+recall of its ``none`` items. The adapter is saved, with the float16 weights it was measured
+with, only when it is worse on no measurement and better on at least one (the held-out exemplars
+still serve the head, only not the tuning).
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def tune(
     measurements = _measurements(exemplars, held, dev, eval_pool, settings)
     before = _top1(base, training, measurements)
     after = _top1(tuned, training, measurements)
-    report.rows = [(name, before[name], after[name]) for name in measurements]
+    report.rows = [(name, before[name], after[name]) for name in before]
     if report.wins and save:
         teacher_name = Path(teacher).name if teacher is not None else None
         report.path = _save(target, weights, base_id, exemplars, settings, teacher_name)
@@ -273,7 +274,12 @@ def _measurements(
 def _top1(
     model: Any, exemplars: ExemplarSet, measurements: dict[str, tuple[list[str], list[str]]]
 ) -> dict[str, float]:
-    """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder."""
+    """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder.
+
+    Where a measurement holds ``none`` items, their recall is a row of its own: an adapter can
+    give ordinary work an ML label while the totals tie (the bundled set's did), and telling
+    the two apart is what mlmatch is for.
+    """
     from mlmatch.encoders.torch import SentenceTransformerEncoder
     from mlmatch.matcher import Matcher
 
@@ -289,6 +295,10 @@ def _top1(
     for name, (texts, labels) in measurements.items():
         predicted = [r.label or NONE_LABEL for r in matcher.classify_many(texts, top=1)]
         scores[name] = float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+        ordinary = [p for p, t in zip(predicted, labels, strict=True) if t == NONE_LABEL]
+        if ordinary:
+            recall = float(np.mean([p == NONE_LABEL for p in ordinary]))
+            scores[f"{name}, `none` recall ({len(ordinary)})"] = recall
     return scores
 
 
