@@ -102,13 +102,13 @@ def test_only_an_adapter_worse_nowhere_and_better_somewhere_is_saved(
 
     models = iter(["base", "tuned"])
 
-    def fake_top1(model, exemplars, measurements):
+    def fake_scores(model, exemplars, measurements):
         # The tuned model wins on bare text; `after` decides the rows in context (0.6: a tie).
         if next(models) == "base":
             return dict.fromkeys(measurements, 0.6)
         return {name: after if "context" in name else 0.7 for name in measurements}
 
-    monkeypatch.setattr(tuning, "_top1", fake_top1)
+    monkeypatch.setattr(tuning, "_scores", fake_scores)
     report = tune(folder, model=tiny_model, settings=SMALL)
     assert report.kept is kept
     assert (folder / ADAPTER_FILE).exists() is kept

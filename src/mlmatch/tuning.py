@@ -26,6 +26,7 @@ still serve the head, only not the tuning).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -200,8 +201,8 @@ def tune(
     tuned = load_sentence_model(base_path, purpose="mlmatch tune")
     weights = _train(tuned, training, settings, progress, "tuning", anchors=anchors, teacher=taught)
     measurements = _measurements(exemplars, held, dev, eval_pool, settings)
-    before = _top1(base, training, measurements)
-    after = _top1(tuned, training, measurements)
+    before = _scores(base, training, measurements)
+    after = _scores(tuned, training, measurements)
     report.rows = [(name, before[name], after[name]) for name in before]
     if report.wins and save:
         teacher_name = Path(teacher).name if teacher is not None else None
@@ -211,16 +212,23 @@ def tune(
     return report
 
 
+@contextlib.contextmanager
+def _cut_at(model: Any, max_tokens: int) -> Iterator[None]:
+    """Let ``model`` read at most ``max_tokens`` tokens meanwhile (training and its targets)."""
+    previous_length = model.max_seq_length
+    model.max_seq_length = max_tokens
+    try:
+        yield
+    finally:
+        model.max_seq_length = previous_length
+
+
 def _unit_embeddings(model: Any, texts: Sequence[str], settings: TuneSettings) -> np.ndarray:
     """``model``'s unit-length embeddings of ``texts``, cut at the tuning length like training."""
-    previous_length = model.max_seq_length
-    model.max_seq_length = settings.max_tokens
-    try:
+    with _cut_at(model, settings.max_tokens):
         vectors = model.encode(
             list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True
         )
-    finally:
-        model.max_seq_length = previous_length
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -271,10 +279,10 @@ def _measurements(
     return result
 
 
-def _top1(
+def _scores(
     model: Any, exemplars: ExemplarSet, measurements: dict[str, tuple[list[str], list[str]]]
 ) -> dict[str, float]:
-    """Top-1 of the matcher's own head on ``exemplars``, with ``model`` as the encoder.
+    """Top-1 (and ``none`` recall) of the matcher's head on ``exemplars``, ``model`` encoding.
 
     Where a measurement holds ``none`` items, their recall is a row of its own: an adapter can
     give ordinary work an ML label while the totals tie (the bundled set's did), and telling
@@ -347,44 +355,42 @@ def _train(
     def embed(texts: list[str]) -> Any:
         return torch.nn.functional.normalize(model(encode(texts))["sentence_embedding"], dim=1)
 
-    previous_length = model.max_seq_length
-    model.max_seq_length = settings.max_tokens
     model.train()
     step = 0
     try:
-        for epoch in range(epochs):
-            order = list(range(n))
-            rng.shuffle(order)
-            wrapped = exemplars.context.wrap(exemplars.texts, seed=settings.seed + epoch)
-            for start in range(0, n, settings.batch_size):
-                batch = order[start : start + settings.batch_size]
-                # Bare and wrapped texts are encoded apart: far less padding than together.
-                bare = embed([exemplars.texts[i] for i in batch])
-                in_context = embed([wrapped[i] for i in batch])
-                loss: Any = torch.zeros(())
-                if base is not None:
-                    goal = base[batch]
-                    loss = loss + settings.anchor * (1 - (bare * goal).sum(1)).mean()
-                    loss = loss + settings.context * (1 - (in_context * goal).sum(1)).mean()
-                if settings.contrast:
-                    both = torch.cat([bare, in_context])
-                    labels = targets[batch].repeat(2)
-                    loss = loss + settings.contrast * _supervised_contrastive(
-                        both, labels, settings.temperature
-                    )
-                if taught is not None and settings.teacher:
-                    loss = loss + settings.teacher * _relational(
-                        bare, in_context, taught[batch], settings.temperature
-                    )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                step += 1
-                if progress is not None:
-                    progress(stage, step, total)
+        with _cut_at(model, settings.max_tokens):
+            for epoch in range(epochs):
+                order = list(range(n))
+                rng.shuffle(order)
+                wrapped = exemplars.context.wrap(exemplars.texts, seed=settings.seed + epoch)
+                for start in range(0, n, settings.batch_size):
+                    batch = order[start : start + settings.batch_size]
+                    # Bare and wrapped texts are encoded apart: far less padding than together.
+                    bare = embed([exemplars.texts[i] for i in batch])
+                    in_context = embed([wrapped[i] for i in batch])
+                    loss: Any = torch.zeros(())
+                    if base is not None:
+                        goal = base[batch]
+                        loss = loss + settings.anchor * (1 - (bare * goal).sum(1)).mean()
+                        loss = loss + settings.context * (1 - (in_context * goal).sum(1)).mean()
+                    if settings.contrast:
+                        both = torch.cat([bare, in_context])
+                        labels = targets[batch].repeat(2)
+                        loss = loss + settings.contrast * _supervised_contrastive(
+                            both, labels, settings.temperature
+                        )
+                    if taught is not None and settings.teacher:
+                        loss = loss + settings.teacher * _relational(
+                            bare, in_context, taught[batch], settings.temperature
+                        )
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    step += 1
+                    if progress is not None:
+                        progress(stage, step, total)
     finally:
-        model.max_seq_length = previous_length
         model.eval()
     with torch.no_grad():  # measure with the float16 weights that will be saved
         for layer in layers.values():

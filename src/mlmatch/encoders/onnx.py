@@ -2,11 +2,12 @@
 
 The bundled model's export ships with mlmatch (``data/model``, written by
 ``scripts/build_model.py``; :func:`~mlmatch.encoders.resolve.bundled_model_dir`), so the default
-install classifies without torch, transformers or the model's PyTorch weights. The bundled
-exemplars' adapter ships beside it as a *variant*: the few quantized weights in which the export
-of the tuned model differs from the base export (5 MB, not a second 59 MB model), which
-onnxruntime substitutes when it loads the graph (``SessionOptions.add_initializer``). So both
-the bundled exemplars (tuned) and folders of one's own (base model) run from the shipped files.
+install classifies without torch, transformers or the model's PyTorch weights. When the bundled
+exemplars have an adapter (none ships today), it ships beside the export as a *variant*: the few
+quantized weights in which the export of the tuned model differs from the base export (about
+5 MB, not a second 59 MB model), which onnxruntime substitutes when it loads the graph
+(``SessionOptions.add_initializer``). So the bundled exemplars (tuned) and folders of one's own
+(base model) both run from the shipped files.
 Any other model or adapter (or damaged shipped files) is exported once, locally, and cached under
 ``<cache>/onnx/``; that needs the ``torch`` extra. Encoding needs only onnxruntime, the
 ``tokenizers`` package and numpy.
@@ -205,8 +206,9 @@ def load_onnx_encoder(
     """The ONNX encoder for ``model``.
 
     The bundled model (``model`` None or its name), bare or with an adapter that ships as a
-    variant (the bundled exemplars'), runs from the shipped files: no export, no torch. Anything
-    else is exported into ``cache_dir`` the first time, which needs the ``torch`` extra.
+    variant (the bundled exemplars', when they have one), runs from the shipped files: no
+    export, no torch. Anything else is exported into ``cache_dir`` the first time, which needs
+    the ``torch`` extra.
     """
     try:
         import onnxruntime  # noqa: F401
