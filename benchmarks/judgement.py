@@ -1,7 +1,7 @@
 """Accuracy by form, the "is anything learned?" decision, and robustness to context.
 
 Run: python benchmarks/judgement.py [--split dev|test|both] [--backend onnx --backend torch]
-     [--folds 10]
+     [--folds 10] [--model DIR] [--no-adapter]
 
 For each backend and split it prints, per form (title, ask, request, tool, project; the older
 dev items are "description") and overall: top-1, top-3, macro-F1, `none` precision and recall;
@@ -10,7 +10,7 @@ data/eval/context.yaml (a pool kept out of training): top-1 and agreement with t
 The exemplars' k-fold cross-validated top-1 comes last. Methods are chosen on dev and
 cross-validation only; the test split is reported once, at the end of a piece of work.
 Writes the tables to benchmarks/results/judgement.md (judgement_dev_test.md with --split both;
-_no_adapter before .md with --no-adapter).
+_<model folder name> with --model, then _no_adapter with --no-adapter, before .md).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--backend", action="append", help="default: onnx and torch")
     parser.add_argument("--folds", type=int, default=10, help="0 skips cross-validation")
     parser.add_argument("--no-adapter", action="store_true", help="ignore the tuned adapter")
+    parser.add_argument("--model", help="a sentence-transformers folder (default: bundled)")
     args = parser.parse_args()
     backends = args.backend or ["onnx", "torch"]
     splits = ["dev", "test"] if args.split == "both" else [args.split]
@@ -86,7 +87,7 @@ def main() -> int:
     for backend in backends:
         first = len(lines)
         started = time.perf_counter()
-        matcher = Matcher(backend=backend, adapter=not args.no_adapter)
+        matcher = Matcher(backend=backend, model=args.model, adapter=not args.no_adapter)
         lines += [f"## {backend} backend", "", f"`{matcher!r}`", ""]
         for split in splits:
             items = load(SPLITS[split])
@@ -97,6 +98,8 @@ def main() -> int:
         lines += [f"measured in {time.perf_counter() - started:.0f} s", ""]
         print("\n".join(lines[first:]), flush=True)
     name = "judgement" if splits == ["dev"] else f"judgement_{'_'.join(splits)}"
+    if args.model:
+        name += "_" + Path(args.model).name
     write_result(f"{name}_no_adapter.md" if args.no_adapter else f"{name}.md", "\n".join(lines))
     return 0
 
