@@ -264,6 +264,31 @@ def test_tune_and_the_cli_take_a_teacher(folder: Path, tiny_model: Path, wide_te
     assert "| held-out exemplars in context (" in result.output
 
 
+def test_cli_passes_the_anchor_weight_and_the_teacher_on(
+    folder: Path, wide_teacher: Path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    import mlmatch.tuning
+    from mlmatch.cli import main
+    from mlmatch.tuning import TuneReport
+
+    seen: dict[str, TuneSettings] = {}
+
+    def fake_tune(*args, settings: TuneSettings, **kwargs) -> TuneReport:
+        seen["settings"] = settings
+        return TuneReport(rows=[("dev (1)", 0.5, 0.5)])
+
+    monkeypatch.setattr(mlmatch.tuning, "tune", fake_tune)
+    args = ["tune", str(folder), "--teacher", str(wide_teacher), "--anchor", "0.3", "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (seen["settings"].anchor, seen["settings"].teacher) == (0.3, 1.0)
+    assert seen["settings"].context == TuneSettings().context
+    refused = CliRunner().invoke(main, ["tune", str(folder), "--anchor", "-1"])
+    assert refused.exit_code == 2 and "--anchor" in refused.output
+
+
 @pytest.fixture
 def saved_adapter(folder: Path, tiny_model: Path) -> Path:
     """An adapter trained on the folder and saved whether or not it wins."""

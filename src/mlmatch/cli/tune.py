@@ -39,7 +39,15 @@ __all__ = ["prepare", "tune"]
     type=click.Path(exists=True, file_okay=False),
     default=None,
     help="A larger sentence-transformers folder (such as all-mpnet-base-v2) whose similarities "
-    "between exemplars the adapter also learns. Slower; it added nothing on the bundled set.",
+    "between exemplars the adapter also learns. Slower; it gained nothing that held across seeds "
+    "on the bundled set.",
+)
+@click.option(
+    "--anchor",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Weight of keeping bare exemplars where the base model puts them. Default: 1; less "
+    "lets the context and teacher terms move them further.",
 )
 @click.option(
     "--epochs",
@@ -56,6 +64,7 @@ def tune(
     model: str | None,
     dev_file: str | None,
     teacher: str | None,
+    anchor: float | None,
     epochs: int | None,
     rank: int | None,
     seed: int | None,
@@ -75,7 +84,7 @@ def tune(
     from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
-    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed}
+    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed, "anchor": anchor}
     if teacher:
         given["teacher"] = 1.0
     settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
