@@ -115,6 +115,42 @@ def test_only_an_adapter_worse_nowhere_and_better_somewhere_is_saved(
     assert (folder / ADAPTER_MANIFEST).exists() is kept
 
 
+def test_each_row_counts_the_worst_run_and_the_first_run_is_saved(
+    folder: Path, tiny_model: Path, tmp_path: Path, monkeypatch
+):
+    import shutil
+    from dataclasses import replace
+
+    import mlmatch.tuning as tuning
+
+    def scripted(*per_call: float):
+        """``_scores`` answering the i-th call with per_call[i] on rows in context, 0.7 bare."""
+        calls = iter(per_call)
+
+        def fake_scores(model, exemplars, measurements):
+            value = next(calls)
+            return {name: value if "context" in name else 0.7 for name in measurements}
+
+        return fake_scores
+
+    # The base model, then two runs: the second loses in context, so nothing is kept.
+    monkeypatch.setattr(tuning, "_scores", scripted(0.6, 0.8, 0.5))
+    report = tune(folder, model=tiny_model, settings=replace(SMALL, runs=2))
+    assert {after for name, _, after in report.rows if "context" in name} == {0.5}
+    assert not report.kept and not (folder / ADAPTER_FILE).exists()
+    assert "| measured on | base model | tuned, worst of 2 runs | change |" in report.table()
+
+    # Both runs win: the adapter saved is the first run's, the one a single run trains.
+    single = Path(shutil.copytree(folder, tmp_path / "single"))
+    monkeypatch.setattr(tuning, "_scores", scripted(0.6, 0.8))
+    assert tune(single, model=tiny_model, settings=SMALL).kept
+    monkeypatch.setattr(tuning, "_scores", scripted(0.6, 0.8, 0.9))
+    assert tune(folder, model=tiny_model, settings=replace(SMALL, runs=2)).kept
+    saved = (folder / ADAPTER_FILE).read_bytes()
+    assert saved == (single / ADAPTER_FILE).read_bytes()
+    assert json.loads((folder / ADAPTER_MANIFEST).read_text())["settings"]["runs"] == 2
+
+
 def test_tune_refuses_a_folder_it_cannot_write(folder: Path, tiny_model: Path, monkeypatch):
     import os
 
@@ -154,9 +190,10 @@ def test_a_small_folder_trains_at_least_min_steps(folder: Path, tiny_model: Path
     [
         ({"anchor": 0.0, "context": 0.0}, "not all 0"),
         ({"context": -1.0}, "must be >= 0"),
+        ({"runs": 0}, "runs must be at least 1"),
     ],
 )
-def test_settings_refuse_loss_weights_that_train_nothing(weights: dict, message: str):
+def test_settings_refuse_values_that_train_nothing(weights: dict, message: str):
     with pytest.raises(ValueError, match=message):
         TuneSettings(**weights)
 
@@ -264,7 +301,7 @@ def test_tune_and_the_cli_take_a_teacher(folder: Path, tiny_model: Path, wide_te
     assert "| held-out exemplars in context (" in result.output
 
 
-def test_cli_passes_the_anchor_weight_and_the_teacher_on(
+def test_cli_passes_the_anchor_weight_runs_and_the_teacher_on(
     folder: Path, wide_teacher: Path, monkeypatch
 ):
     from click.testing import CliRunner
@@ -280,10 +317,11 @@ def test_cli_passes_the_anchor_weight_and_the_teacher_on(
         return TuneReport(rows=[("dev (1)", 0.5, 0.5)])
 
     monkeypatch.setattr(mlmatch.tuning, "tune", fake_tune)
-    args = ["tune", str(folder), "--teacher", str(wide_teacher), "--anchor", "0.3", "--dry-run"]
-    result = CliRunner().invoke(main, args)
+    args = ["tune", str(folder), "--teacher", str(wide_teacher), "--anchor", "0.3", "--runs", "2"]
+    result = CliRunner().invoke(main, [*args, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert (seen["settings"].anchor, seen["settings"].teacher) == (0.3, 1.0)
+    assert seen["settings"].runs == 2
     assert seen["settings"].context == TuneSettings().context
     refused = CliRunner().invoke(main, ["tune", str(folder), "--anchor", "-1"])
     assert refused.exit_code == 2 and "--anchor" in refused.output

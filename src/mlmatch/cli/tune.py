@@ -57,6 +57,13 @@ __all__ = ["prepare", "tune"]
 )
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="Default: 8.")
 @click.option("--seed", type=int, default=None, help="Default: 0.")
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train this many times (seeds SEED, SEED+1, ...) and keep the first run's adapter only "
+    "if even the worst run is worse nowhere. Default: 1.",
+)
 @click.option("--dry-run", is_flag=True, help="Measure only; never write the adapter.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def tune(
@@ -68,6 +75,7 @@ def tune(
     epochs: int | None,
     rank: int | None,
     seed: int | None,
+    runs: int | None,
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -84,7 +92,13 @@ def tune(
     from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
-    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed, "anchor": anchor}
+    given: dict[str, Any] = {
+        "epochs": epochs,
+        "rank": rank,
+        "seed": seed,
+        "runs": runs,
+        "anchor": anchor,
+    }
     if teacher:
         given["teacher"] = 1.0
     settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
