@@ -327,6 +327,26 @@ def test_cli_passes_the_anchor_weight_runs_and_the_teacher_on(
     assert refused.exit_code == 2 and "--anchor" in refused.output
 
 
+def test_cli_shows_one_progress_bar_per_run(folder: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    import mlmatch.tuning
+    from mlmatch.cli import main
+    from mlmatch.tuning import TuneReport
+
+    def fake_tune(*args, settings: TuneSettings, progress, **kwargs) -> TuneReport:
+        for run in range(1, settings.runs + 1):
+            for step in (1, 2):
+                progress(f"tuning, run {run} of {settings.runs}", step, 2)
+        return TuneReport(rows=[("dev (1)", 0.5, 0.5)], runs=settings.runs)
+
+    monkeypatch.setattr(mlmatch.tuning, "tune", fake_tune)
+    result = CliRunner().invoke(main, ["tune", str(folder), "--runs", "2", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "tuning, run 1 of 2" in result.output and "tuning, run 2 of 2" in result.output
+    assert "| measured on | base model | tuned, worst of 2 runs | change |" in result.output
+
+
 @pytest.fixture
 def saved_adapter(folder: Path, tiny_model: Path) -> Path:
     """An adapter trained on the folder and saved whether or not it wins."""

@@ -103,13 +103,17 @@ def tune(
         given["teacher"] = 1.0
     settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
     bar: Any = None
+    bar_stage = ""
 
     def progress(stage: str, done: int, total: int) -> None:
-        nonlocal bar
+        nonlocal bar, bar_stage
         if quiet:
             return
-        if bar is None:
-            bar = click.progressbar(length=total, label=f"mlmatch: {stage}", file=sys.stderr)
+        if bar is None or stage != bar_stage:  # one bar per training run
+            bar, bar_stage = (
+                click.progressbar(length=total, label=f"mlmatch: {stage}", file=sys.stderr),
+                stage,
+            )
         bar.update(1)
         if done == total:
             bar.render_finish()
