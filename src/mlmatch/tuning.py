@@ -8,10 +8,10 @@ The bare term anchors the space the head, calibration and thresholds were built 
 term moves requests in context onto their bare meaning. Two optional terms: supervised
 contrastive learning over categories (``contrast``; it sharpened bare text and cost context in
 our measurements), and distilling a larger teacher's similarities between exemplars
-(``teacher``, e.g. all-mpnet-base-v2; it added nothing on the bundled set). Only rank-``r``
-updates of the attention and feed-forward layers of the last ``layers`` blocks train (three: on
-all six, every variant lost a dev text); the base weights stay frozen. A small folder trains for
-``min_steps`` steps at least, over as many epochs as that takes.
+(``teacher``, e.g. all-mpnet-base-v2; nothing it gained on the bundled set held across seeds).
+Only rank-``r`` updates of the attention and feed-forward layers of the last ``layers`` blocks
+train (three: on all six, every variant lost a dev text); the base weights stay frozen. A small
+folder trains for ``min_steps`` steps at least, over as many epochs as that takes.
 
 The adapter is judged before it is kept: it is tuned on 80% of the exemplars (a seeded split,
 stratified by category) and compared with the base model, both through the matcher's own head
@@ -196,7 +196,7 @@ def tune(
         )
     train_pool, eval_pool = exemplars.context.split(settings.seed)
     training = replace(exemplars.subset(keep), context=train_pool)
-    report = TuneReport()
+    report = TuneReport(runs=settings.runs)
 
     base = load_sentence_model(base_path, purpose="mlmatch tune")
     anchors = (
@@ -228,10 +228,10 @@ def tune(
             anchors=anchors,
             teacher=taught,
         )
-        weights = weights or trained
+        if run == 0:
+            weights = trained  # the run that is saved
         after = _scores(tuned, training, measurements)
         worst = {name: min(score, worst.get(name, score)) for name, score in after.items()}
-    report.runs = settings.runs
     report.rows = [(name, before[name], worst[name]) for name in before]
     if report.wins and save:
         teacher_name = Path(teacher).name if teacher is not None else None
