@@ -4,6 +4,12 @@ Cells are read as text, as a spreadsheet shows them: numbers as Python writes th
 ``TRUE``/``FALSE``, dates in ISO format; an empty cell is an empty string. Empty rows inside the
 sheet are kept (every row reaches the output); those after the last value are formatting, not
 rows.
+
+The sheet's real extent is read, never the ``<dimension>`` its writer recorded: some writers
+leave a stale one (``A1:B2``, or ``A1``), and trusting it would drop rows and columns. A formula
+cell holds the value its spreadsheet program last computed; a formula that was never computed
+(a workbook written by a script) has no value to read, so such a cell is refused, naming it,
+instead of being read as empty.
 """
 
 from __future__ import annotations
@@ -31,20 +37,28 @@ def xlsx_reader(path: str, sheet: str | None) -> TableReader:
     check_input(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        # The same sheet with formulas as written, to tell a never-computed formula from a blank.
+        formulas = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as error:
         raise DataFileError(f"{path}: not readable as an Excel workbook ({error})") from None
+
+    def close() -> None:
+        book.close()
+        formulas.close()
+
     names = list(book.sheetnames)
     if sheet is not None and sheet not in names:
-        book.close()
+        close()
         raise DataFileError(
             f"{path} has no sheet {sheet!r}; its sheets are {', '.join(map(repr, names))}"
         )
-    rows = book[sheet if sheet is not None else names[0]].iter_rows(values_only=True)
+    name = sheet if sheet is not None else names[0]
+    rows = _values(path, name, book[name], formulas[name])
     first = next(rows, None)
     header = _trim([_xlsx_text(v) for v in first]) if first is not None else []
     if not header:
-        book.close()
-        raise DataFileError(f"{path}, sheet {sheet or names[0]!r} is empty: no header row")
+        close()
+        raise DataFileError(f"{path}, sheet {name!r} is empty: no header row")
 
     def records() -> Iterator[list[str]]:
         empty = 0  # empty rows are kept, except those after the last value (sheet formatting)
@@ -62,7 +76,44 @@ def xlsx_reader(path: str, sheet: str | None) -> TableReader:
             empty = 0
             yield cells
 
-    return TableReader(Format.XLSX, header, records(), None, book.close)
+    return TableReader(Format.XLSX, header, records(), None, close)
+
+
+def _values(path: str, name: str, values: Any, formulas: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a sheet as values, over its real extent; a formula never computed is refused.
+
+    ``values`` and ``formulas`` are the same read-only sheet opened with and without
+    ``data_only``; both are read to their last row and column, whatever ``<dimension>`` says.
+    """
+    values.reset_dimensions()
+    formulas.reset_dimensions()
+    pairs = zip(
+        values.iter_rows(values_only=True), formulas.iter_rows(values_only=True), strict=True
+    )
+    for number, (row, written) in enumerate(pairs, start=1):
+        for column, (value, formula) in enumerate(zip(row, written, strict=False), start=1):
+            if value is None and formula is not None and _is_formula(formula):
+                raise DataFileError(
+                    f"{path}, sheet {name!r}, cell {_cell_name(column, number)} holds a formula "
+                    f"that was never computed ({str(getattr(formula, 'text', formula))[:60]}), so "
+                    "it has no value to read; open and save the workbook in a spreadsheet "
+                    "program to compute it, or replace the formula with its value"
+                )
+        yield row
+
+
+def _is_formula(value: Any) -> bool:
+    """A formula as openpyxl reads it without ``data_only``: ``=...``, or an array formula."""
+    return (isinstance(value, str) and value.startswith("=")) or hasattr(value, "text")
+
+
+def _cell_name(column: int, row: int) -> str:
+    """``A1``-style name of a cell (1-based column and row)."""
+    letters = ""
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"{letters}{row}"
 
 
 def _trim(cells: list[str]) -> list[str]:

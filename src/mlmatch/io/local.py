@@ -8,6 +8,7 @@ so that an interrupted run can continue with ``resume=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -346,13 +347,30 @@ class _Run:
             completed = True
             place(partial, target, overwrite=overwrite)
             checkpoint.unlink(missing_ok=True)
+        except OSError as error:  # a full disk, a lost mount: say which file, and what is kept
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise DataFileError(self._failure(destination.name, error)) from None
         finally:
             if not completed:
-                handle.close()
+                with contextlib.suppress(OSError):
+                    handle.close()
                 if not self.kept:
                     partial.unlink(missing_ok=True)
                     checkpoint.unlink(missing_ok=True)
         return self.summary(destination.name)
+
+    def _failure(self, output: str, error: OSError) -> str:
+        reason = error.strerror or str(error)
+        if self.kept:
+            return (
+                f"scoring into {output} failed ({reason}); the {self.kept:,} rows scored so far "
+                "are kept: fix the cause and run the same command with --resume"
+            )
+        return (
+            f"scoring into {output} failed ({reason}); {output} was not written and no partial "
+            "file is left: fix the cause (or choose another output) and run again"
+        )
 
     def _save_checkpoint(
         self, path: Path, target: Path, identity: dict[str, Any], partial: Path, offset: int

@@ -65,6 +65,7 @@ def check_destination(
     if output_path == "-":
         if resume:
             raise DataFileError("--resume needs an output file, not stdout")
+        _refuse_stdout_into_input(input_path)
         return Destination(None, direct=True, name="<stdout>")
     # A symbolic link is followed: its target is the file written, as a shell's `>` does.
     target = Path(os.path.realpath(output_path))
@@ -95,6 +96,25 @@ def check_destination(
             "another path"
         )
     return Destination(target, direct=False, name=output_path)
+
+
+def _refuse_stdout_into_input(input_path: str) -> None:
+    """Refuse a stdout that is the input file (``mlmatch score f -o - >> f``), as ``cat`` does.
+
+    Appending output to the file being read would make it grow as fast as it is read: a JSON
+    Lines input never ends, a CSV input ends corrupted.
+    """
+    try:
+        out = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return  # a stdout without a descriptor (an in-process test runner)
+    source = _input_stat(input_path)
+    if source is not None and stat.S_ISREG(out.st_mode) and os.path.samestat(out, source):
+        shown = "stdin" if input_path == "-" else input_path
+        raise DataFileError(
+            f"stdout is the input file ({shown}); writing into the file being read would "
+            "corrupt it, so redirect the output to another file or pass -o FILE"
+        )
 
 
 def _input_stat(input_path: str) -> os.stat_result | None:

@@ -410,12 +410,7 @@ def _output_folders(output_path: str, input_path: str, overwrite: bool) -> tuple
         return output_path, output_path
     target = Path(output_path)
     if "://" not in input_path:
-        source, resolved = Path(input_path).resolve(), target.resolve()
-        if source == resolved or resolved in source.parents:
-            raise DataFileError(
-                f"output {output_path} is or holds the input {input_path}; mlmatch never writes "
-                "over its input, so choose another output path"
-            )
+        _refuse_output_near_input(output_path, input_path)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise DataFileError(
             f"output {output_path} already exists; --engine ray writes a new folder of shards, "
@@ -425,6 +420,24 @@ def _output_folders(output_path: str, input_path: str, overwrite: bool) -> tuple
         raise DataFileError(f"output folder {target.parent} does not exist; create it first")
     work = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     return str(target), str(work)
+
+
+def _refuse_output_near_input(output_path: str, input_path: str) -> None:
+    """Refuse an output folder that is, holds or lies inside the input, however either is spelled.
+
+    Both paths are compared with every symbolic link resolved. An output inside an input folder
+    is refused too: ``--overwrite`` would replace input files with shards, and the next run
+    would read the shards as input.
+    """
+    source = Path(os.path.realpath(input_path))
+    resolved = Path(os.path.realpath(output_path))
+    inside = source.is_dir() and (resolved == source or source in resolved.parents)
+    if inside or resolved == source or resolved in source.parents:
+        where = "lies inside" if inside and resolved != source else "is or holds"
+        raise DataFileError(
+            f"output {output_path} {where} the input {input_path}; mlmatch never writes over "
+            "its input, so choose an output folder outside the input"
+        )
 
 
 def _replace_folder(work: Path, target: Path) -> None:
