@@ -217,6 +217,35 @@ class Matcher:
         """Each exemplar scored by a head fitted without its fold, and the true labels."""
         return self.index.cross_fitted_scores()
 
+    def fingerprint(self) -> str:
+        """A digest of everything that shapes this matcher's answers.
+
+        Two matchers with the same fingerprint give the same answer to every text: it covers the
+        model (with its adapter), the exemplars, the scoring settings, the threshold, the
+        calibration, and the rules every text must pass (``max_chars``, ``check_language``). A
+        resumed run, a Ray actor and a saved calibration compare it.
+        """
+        import hashlib
+        import json
+
+        calibrator = self.calibrator
+        parts = {
+            "model": self.encoder.model_id,
+            "exemplars": self.exemplars.content_hash,
+            "scoring": self.scoring_id,
+            "threshold": self.threshold,
+            "calibration": (
+                None
+                if calibrator is None
+                else [calibrator.method.value, calibrator.x.tolist(), calibrator.y.tolist()]
+            ),
+            "max_chars": self.config.max_chars,
+            "check_language": self.config.check_language,
+            "context_similarity": self.config.context_similarity,
+        }
+        blob = json.dumps(parts, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
     def __repr__(self) -> str:
         return (
             f"Matcher(model={self.encoder.model_id!r}, exemplars={self.exemplars.source!r}, "

@@ -192,3 +192,39 @@ def test_a_full_disk_while_writing_names_the_output_and_leaves_nothing(
     assert result.exit_code == 2
     assert f"scoring into {out} failed (No space left on device)" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == ["in.csv"]  # no hidden partial left
+
+
+# ----------------------------------------------------------------------------- resume (issue 25)
+
+
+def test_resume_with_other_matcher_settings_is_refused(
+    tiny_set, fake_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import mlmatch.io.local
+    from mlmatch import Matcher
+    from mlmatch.io.local import Interrupted, score_file
+
+    source = tmp_path / "in.csv"
+    source.write_text("text\n" + "robot arm grasping boxes\n" * 12)
+    out = tmp_path / "out.csv"
+    first = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, max_chars=5000)
+    real = mlmatch.io.local.score_records
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
+    with pytest.raises(Interrupted):
+        score_file(first, str(source), str(out), ["text"], chunk_rows=4)
+    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
+    for changed in ({"max_chars": 10}, {"check_language": False}, {"threshold": 0.9}):
+        other = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, **changed)
+        with pytest.raises(DataFileError, match=r"the matcher's settings .* changed"):
+            score_file(other, str(source), str(out), ["text"], chunk_rows=4, resume=True)
+    same = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, max_chars=5000)
+    summary = score_file(same, str(source), str(out), ["text"], chunk_rows=4, resume=True)
+    assert summary.rows == 12 and summary.resumed_from == 4

@@ -219,7 +219,7 @@ def _identity(
         "text_columns": list(columns),
         "top": top,
         "formats": [fmt_in.value, fmt_out.value],
-        "matcher": repr(matcher),
+        "matcher": matcher.fingerprint(),
         "exemplars": matcher.exemplars.content_hash,
     }
 

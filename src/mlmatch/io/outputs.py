@@ -312,6 +312,13 @@ def discard_checkpoint(path: Path, target: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+# How a resumed run names what changed (keys of the identity a checkpoint records).
+_IDENTITY_NAMES = {
+    "matcher": "the matcher's settings (model, exemplars, threshold, calibration, --max-chars "
+    "or the language check)",
+}
+
+
 def load_checkpoint(path: Path, target: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """The state an interrupted run saved, checked against this run's ``identity``.
 
@@ -329,9 +336,10 @@ def load_checkpoint(path: Path, target: Path, identity: dict[str, Any]) -> dict[
         raise DataFileError(f"cannot resume: checkpoint {path} is damaged ({error})") from None
     changed = sorted(k for k in identity if saved.get(k) != identity[k])
     if changed:
+        named = ", ".join(_IDENTITY_NAMES.get(k, k) for k in changed)
         raise DataFileError(
-            f"cannot resume: {', '.join(changed)} changed since the interrupted run; "
-            "rerun without --resume"
+            f"cannot resume: {named} changed since the interrupted run, and rows scored under "
+            "two settings must not mix; rerun without --resume"
         )
     if "input_prefix_sha256" in saved:
         size = int(saved["input_prefix_bytes"])
