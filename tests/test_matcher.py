@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, FakeEncoder, write_exemplar_dir
 
 from mlmatch import Aggregation, Classification, ExemplarSet, Matcher
-from mlmatch.cache import CACHE_ENV
+from mlmatch.store import CACHE_ENV
 
 
 @pytest.fixture

@@ -8,34 +8,34 @@
   settings and the SHA-256 of the weights file).
 
 Loading a folder with an adapter merges it into a copy of the base model, written once into the
-cache (:func:`merged_model`); every backend then starts from that copy, so the ONNX export and the
-static distillation carry the tuning too, and every cache key names the adapter's hash.
+artifact store (:func:`merged_model`); every backend then starts from that copy, so the ONNX
+export and the static distillation carry the tuning too, and every cache key names the adapter's
+content (weights, scale, rank and base model: :attr:`Adapter.content`). A damaged or hostile
+adapter (a wrong shape, a file that is not safetensors, a scale that is not a number) is refused
+with a :class:`~mlmatch.errors.ModelLoadError` naming it.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
 import json
 import logging
-import os
+import math
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlmatch.cache import warn_unwritable
 from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.errors import ModelLoadError
 from mlmatch.extras import require
+from mlmatch.store import ArtifactStore, artifact_key, sha256_json
 
 __all__ = [
     "ADAPTER_FILE",
     "ADAPTER_MANIFEST",
+    "MAX_WEIGHTS_BYTES",
     "Adapter",
     "adapter_for",
     "find_adapter",
@@ -49,7 +49,11 @@ ADAPTER_MANIFEST = "adapter.json"
 # A linear layer inside transformer block N ("...encoder.layer.N.attention.self.query").
 _BLOCK = re.compile(r"\.encoder\.layer\.(\d+)\.")
 # Bumped when the layout of a merged-model folder changes.
-_MERGED_FORMAT = "2"
+_MERGED_FORMAT = "3"
+
+
+# Largest adapter weights file read (a rank-16 adapter of a 12-layer base model is a few MB).
+MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,16 @@ class Adapter:
         return self.folder / ADAPTER_FILE
 
     @property
+    def content(self) -> str:
+        """A digest of everything that changes the tuned model: weights, scale, rank, base."""
+        return sha256_json(
+            {"base": self.base_model, "rank": self.rank, "scale": self.scale, "w": self.sha256}
+        )
+
+    @property
     def tag(self) -> str:
-        """A short id of the weights, appended to model ids (and so to every cache key)."""
-        return f"adapter:{self.sha256[:16]}"
+        """A short id of the adapter's content, appended to model ids (so to every cache key)."""
+        return f"adapter:{self.content[:16]}"
 
     def is_stale(self, exemplars_hash: str) -> bool:
         """Whether the exemplars changed since the adapter was tuned on them."""
@@ -81,13 +92,29 @@ class Adapter:
     def load_weights(self) -> dict[str, Any]:
         """The low-rank matrices as float32 numpy arrays, after checking the file's hash."""
         safetensors = require("safetensors.numpy", "torch", purpose="applying an adapter")
-        blob = self.weights.read_bytes()
+        try:
+            size = self.weights.stat().st_size
+            if size > MAX_WEIGHTS_BYTES:
+                raise ValueError(f"{size:,} bytes, more than {MAX_WEIGHTS_BYTES:,}")
+            blob = self.weights.read_bytes()
+        except (OSError, ValueError) as error:
+            raise self._broken(f"cannot be read ({error})") from None
         if hashlib.sha256(blob).hexdigest() != self.sha256:
-            raise ModelLoadError(
-                f"{self.weights} does not match the SHA-256 in {ADAPTER_MANIFEST}; it was "
-                "changed or damaged: run `mlmatch tune` on the folder again"
-            )
-        return {name: array.astype("float32") for name, array in safetensors.load(blob).items()}
+            raise self._broken(f"does not match the SHA-256 in {ADAPTER_MANIFEST}")
+        try:
+            arrays = safetensors.load(blob)
+        except Exception as error:  # safetensors' own error type: a file that is not one
+            raise self._broken(f"is not a safetensors file ({error})") from None
+        bad = [name for name, a in arrays.items() if a.ndim != 2 or a.dtype.kind != "f"]
+        if bad:
+            raise self._broken(f"holds {bad[0]!r}, which is not a matrix of floats")
+        return {name: array.astype("float32") for name, array in arrays.items()}
+
+    def _broken(self, why: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"the adapter {self.weights} {why}; it was changed or damaged: run `mlmatch tune "
+            f"{self.folder}` again, or delete {ADAPTER_MANIFEST} and {ADAPTER_FILE} there"
+        )
 
 
 def adapter_for(source: str, exemplars_hash: str) -> Adapter | None:
@@ -115,8 +142,10 @@ def find_adapter(folder: str | Path) -> Adapter | None:
     if not (folder / ADAPTER_FILE).is_file():
         raise ModelLoadError(f"{manifest_path} has no {ADAPTER_FILE} beside it")
     try:
+        if manifest_path.stat().st_size > 1 << 20:
+            raise ValueError("larger than 1 MB")
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return Adapter(
+        adapter = Adapter(
             folder=folder,
             base_model=str(manifest["base_model"]),
             rank=int(manifest["rank"]),
@@ -125,80 +154,34 @@ def find_adapter(folder: str | Path) -> Adapter | None:
             exemplars_hash=str(manifest["exemplars_hash"]),
             settings=dict(manifest.get("settings", {})),
         )
-    except (ValueError, KeyError, TypeError) as error:
+        if adapter.rank < 1 or not math.isfinite(adapter.scale):
+            raise ValueError(
+                f"rank {adapter.rank} and scale {adapter.scale} must be positive and finite"
+            )
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise ModelLoadError(
             f"{manifest_path} is not a valid adapter manifest ({error}); "
             "run `mlmatch tune` on the folder again"
         ) from None
+    return adapter
 
 
-def merged_model(base_path: str, adapter: Adapter, cache_dir: Path) -> Path:
+def merged_model(base_path: str, base_id: str, adapter: Adapter, store: ArtifactStore) -> Path:
     """A sentence-transformers folder of the base model with ``adapter`` merged in.
 
-    Written once under ``cache_dir/tuned/`` (needs torch and sentence-transformers the first
-    time); an unwritable cache falls back to a private temporary folder.
+    Built once into ``store`` (needs torch and sentence-transformers the first time), keyed by
+    the base model's id (its content) and the adapter's content.
     """
-    key = hashlib.sha256(f"{_MERGED_FORMAT}|{base_path}|{adapter.sha256}".encode()).hexdigest()
-    folder = cache_dir / "tuned" / key[:24]
-    if _intact(folder):
-        return folder
-    if folder.exists():
-        logger.warning("the merged model in %s was changed or damaged; merging it again", folder)
-    model = load_sentence_model(base_path, purpose="applying an adapter")
-    merge(model, adapter.load_weights(), adapter.scale)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".merge-"))
-    except OSError as error:
-        warn_unwritable(cache_dir, error)
-        # A private copy for this process, removed when it exits.
-        scratch = Path(tempfile.mkdtemp(prefix="mlmatch-tuned-"))
-        atexit.register(shutil.rmtree, scratch, True)
-        model.save(str(scratch))
-        return scratch
-    try:
-        model.save(str(staging / "model"))
-        _write_digests(staging / "model")
-        if folder.exists() and not _intact(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):  # another process may have installed its copy
-            os.replace(staging / "model", folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("merged %s into %s", adapter.tag, folder)
-    return folder
 
+    def build(folder: Path) -> dict[str, Any]:
+        model = load_sentence_model(base_path, purpose="applying an adapter")
+        merge(model, adapter.load_weights(), adapter.scale, adapter)
+        model.save(str(folder))
+        logger.info("merged %s into a copy of %s", adapter.tag, base_id)
+        return {"base": base_id, "adapter": adapter.content}
 
-_DIGESTS = "mlmatch-digests.json"
-
-
-def _write_digests(folder: Path) -> None:
-    """Record a SHA-256 of every file of a merged model, checked by :func:`_intact`."""
-    digests = {
-        str(file.relative_to(folder)): hashlib.sha256(file.read_bytes()).hexdigest()
-        for file in sorted(folder.rglob("*"))
-        if file.is_file()
-    }
-    (folder / _DIGESTS).write_text(json.dumps(digests, indent=1), encoding="utf-8")
-
-
-def _intact(folder: Path) -> bool:
-    """Whether a merged model folder holds exactly the files, and bytes, it was written with."""
-    try:
-        digests = json.loads((folder / _DIGESTS).read_text(encoding="utf-8"))
-        present = {str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()} - {
-            _DIGESTS
-        }
-        return (
-            bool(digests)
-            and present == set(digests)
-            and all(
-                hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
-                for name, digest in digests.items()
-            )
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
+    key = artifact_key("tuned", _MERGED_FORMAT, base_id, adapter.content)
+    return store.folder("tuned", key, build)[0]
 
 
 def adapted_layers(model: Any, blocks: int | None = None) -> Iterator[tuple[str, Any]]:
@@ -223,8 +206,14 @@ def _block(name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
-    """Add ``scale * B @ A`` to each adapted layer's weight, in place."""
+def merge(
+    model: Any, weights: dict[str, Any], scale: float, adapter: Adapter | None = None
+) -> None:
+    """Add ``scale * B @ A`` to each adapted layer's weight, in place.
+
+    Every pair must fit its layer (``A``: rank x inputs, ``B``: outputs x rank); an adapter that
+    does not fit is refused before any layer changes.
+    """
     import torch
 
     layers = dict(adapted_layers(model))
@@ -232,11 +221,13 @@ def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
     broken = sorted(
         name
         for name in names
-        if name not in layers or f"{name}.A" not in weights or f"{name}.B" not in weights
+        if name not in layers
+        or not _fits(layers[name], weights.get(f"{name}.A"), weights.get(f"{name}.B"))
     )
     if broken or not names:
+        where = f" in {adapter.weights}" if adapter is not None else ""
         raise ModelLoadError(
-            f"the adapter does not fit this model (layers {broken[:3] or 'none'}); "
+            f"the adapter{where} does not fit this model (layers {broken[:3] or 'none'}); "
             "tune it again for this model"
         )
     with torch.no_grad():
@@ -245,3 +236,11 @@ def merge(model: Any, weights: dict[str, Any], scale: float) -> None:
             a = torch.from_numpy(weights[f"{name}.A"])
             b = torch.from_numpy(weights[f"{name}.B"])
             layer.weight += scale * (b @ a).to(layer.weight.dtype)
+
+
+def _fits(layer: Any, a: Any, b: Any) -> bool:
+    """Whether ``B @ A`` has the shape of ``layer``'s weight (outputs x inputs)."""
+    if a is None or b is None:
+        return False
+    outputs, inputs = layer.weight.shape
+    return bool(a.shape[1] == inputs and b.shape[0] == outputs and a.shape[0] == b.shape[1])

@@ -16,7 +16,6 @@ never written to the shared cache, so one user's labels never change another run
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from mlmatch.extras import require
 from mlmatch.files import write_atomically
 from mlmatch.labels import NONE_LABEL
 from mlmatch.models import CalibrationReport
+from mlmatch.store import sha256_json
 
 __all__ = [
     "FORMAT_VERSION",
@@ -243,7 +243,7 @@ class Calibration:
             "brier": {k: float(v) for k, v in self.brier.items()},
             "n": self.n,
         }
-        return {**body, "sha256": _checksum(body)}
+        return {**body, "sha256": sha256_json(body)}
 
     def save(self, path: str | Path) -> Path:
         """Write the calibration to ``path`` as JSON (atomically: complete or absent)."""
@@ -270,7 +270,7 @@ class Calibration:
                 f"reads version {FORMAT_VERSION}, so fit it again with `mlmatch calibrate`"
             )
         stored = data.pop("sha256", None)
-        if stored != _checksum(data):
+        if stored != sha256_json(data):
             raise CalibrationError(
                 f"{path} fails its SHA-256 check: it was edited or damaged; fit it again with "
                 "`mlmatch calibrate`"
@@ -299,11 +299,6 @@ class Calibration:
         if not shape_ok or (fitted.threshold is not None and not 0 <= fitted.threshold <= 1):
             raise CalibrationError(f"{path} is not a valid calibration file: bad values")
         return fitted
-
-
-def _checksum(body: Mapping[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ class MatcherConfig:
             that fit (and its threshold, if it has one), refused when fitted for another
             model, other exemplars or other scoring settings. ``False``: no confidence.
         cache_dir: Where derived data (exemplar embeddings, exports) is cached (default: see
-            :func:`~mlmatch.cache.default_cache_dir`); ``use_cache=False`` disables caching.
+            :func:`~mlmatch.store.default_cache_dir`); ``use_cache=False`` keeps nothing.
         use_cache: Read and write the cache.
         batch_size: Texts per encoder batch; default: the encoder's preference (256 for torch on
             a GPU), else 64.

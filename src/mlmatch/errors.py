@@ -7,6 +7,7 @@ data, ``RuntimeError`` for a model that cannot be loaded), so ``except ValueErro
 from __future__ import annotations
 
 __all__ = [
+    "CacheError",
     "CalibrationError",
     "DataFileError",
     "ExemplarError",
@@ -27,6 +28,10 @@ class ExemplarError(MlmatchError, ValueError):
 
 class ModelLoadError(MlmatchError, RuntimeError):
     """The sentence-embedding model could not be loaded from local files."""
+
+
+class CacheError(MlmatchError, RuntimeError):
+    """Derived data (an export, embeddings) could not be built anywhere: no room to write it."""
 
 
 class DataFileError(MlmatchError, ValueError):

@@ -29,10 +29,11 @@ EXTRAS = {
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "sentence_transformers": "sentence-transformers"}
 
 
-def require(module: str, extra: str, *, purpose: str) -> ModuleType:
+def require(module: str, extra: str | None, *, purpose: str) -> ModuleType:
     """Import ``module`` or raise :class:`~mlmatch.errors.MissingExtraError` naming ``extra``.
 
     ``purpose`` starts the message: "<purpose> needs <package>, which is not installed; ...".
+    ``extra=None`` marks one of mlmatch's own dependencies: the message asks for a reinstall.
     """
     try:
         return importlib.import_module(module)
@@ -40,8 +41,10 @@ def require(module: str, extra: str, *, purpose: str) -> ModuleType:
         # The missing piece may be a dependency of `module` (torch under sentence-transformers).
         missing = (error.name or module).partition(".")[0]
         missing = _DISTRIBUTIONS.get(missing, missing)
+        fix = (
+            f'pip install "mlmatch[{extra}]"' if extra else "pip install --force-reinstall mlmatch"
+        )
         raise MissingExtraError(
-            f"{purpose} needs {missing}, which is not installed; install it with: "
-            f'pip install "mlmatch[{extra}]"',
-            extra,
+            f"{purpose} needs {missing}, which is not installed; install it with: {fix}",
+            extra or "",
         ) from error

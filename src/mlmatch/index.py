@@ -1,28 +1,30 @@
-"""The exemplar side of a matcher: embeddings, the fitted head and the calibration, cached.
+"""The exemplar side of a matcher: embeddings, the fitted head and the calibration, all stored.
 
 An :class:`ExemplarIndex` is what a matcher compares queries against. Building one embeds the
-exemplars, the category descriptions and the context sentences, fits the scoring head and, when
-asked, cross-fits the calibration of confidence; each of these is cached on disk under a key made
-of the model id, the exemplars' content hash and the settings that shape it.
+exemplars, the category descriptions and the context sentences (per text, through
+:class:`~mlmatch.vectors.TextVectors`, so only texts never embedded before are encoded), fits
+the scoring head and, when asked, cross-fits the calibration of confidence; the head and the
+calibration are kept in the artifact store under keys made of the model id, the exemplars'
+content hash and the settings that shape them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from mlmatch.cache import EmbeddingCache, cache_key
-from mlmatch.calibration import Calibration, Calibrator
+from mlmatch.calibration import Calibrator
 from mlmatch.config import MatcherConfig
 from mlmatch.encoders.base import Encoder
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet
 from mlmatch.pipeline.crossfit import cross_fitted_scores, fit_confidence
-from mlmatch.pipeline.scoring import Aggregation, Scorer
+from mlmatch.pipeline.scoring import LINEAR_C, Aggregation, Scorer
+from mlmatch.store import ArtifactStore, artifact_key
+from mlmatch.vectors import TextVectors
 
-__all__ = ["ExemplarIndex"]
+__all__ = ["ExemplarIndex", "head_key", "scoring_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +60,9 @@ class ExemplarIndex:
         config: MatcherConfig,
         *,
         batch_size: int,
-        cache: EmbeddingCache,
+        store: ArtifactStore,
     ) -> ExemplarIndex:
-        """Embed the exemplars with ``encoder`` and fit the head ``config`` names (both cached)."""
+        """Embed the exemplars with ``encoder`` and fit the head ``config`` names (both stored)."""
         scorer = Scorer(
             config.aggregation, k=config.k, description_weight=config.description_weight
         )
@@ -68,9 +70,9 @@ class ExemplarIndex:
         class_ids = (*exemplars.category_ids, *([NONE_LABEL] if use_none else []))
         column = {label: i for i, label in enumerate(class_ids)}
         labels = np.array([column.get(label, -1) for label in exemplars.labels])
-        embeddings, descriptions, context = _embed(exemplars, encoder, batch_size, cache)
+        embeddings, descriptions, context = _embed(exemplars, encoder, batch_size, store)
         index = cls(exemplars, class_ids, labels, embeddings, descriptions, context, scorer)
-        index._fit(encoder.model_id, cache)
+        index._fit(encoder.model_id, store)
         return index
 
     @property
@@ -110,31 +112,22 @@ class ExemplarIndex:
         )
         return scores, truth
 
-    def confidence(
-        self, calibration: bool | Calibration, model_id: str, cache: EmbeddingCache, source: str
-    ) -> tuple[Calibrator | None, float | None]:
-        """The calibrator to use and the threshold it brings (see ``MatcherConfig.calibration``).
+    def head_key(self, model_id: str) -> str:
+        """The store key of the fitted linear head (for the ``linear`` and ``hybrid`` scores)."""
+        return head_key(model_id, self.exemplars.content_hash, self.none_column is not None)
 
-        A given :class:`~mlmatch.Calibration` is refused unless fitted for this model, these
-        exemplars and these scoring settings; ``True`` cross-fits one on the exemplars.
-        """
-        if isinstance(calibration, Calibration):
-            calibration.check(
-                model_id, self.exemplars.content_hash, self.scoring_id(), source=source
-            )
-            return calibration.calibrator, calibration.threshold
-        if calibration:
-            return self.exemplar_calibration(model_id, cache), None
-        return None, None
-
-    def exemplar_calibration(self, model_id: str, cache: EmbeddingCache) -> Calibrator | None:
-        """Confidence cross-fitted on the exemplars alone (cached; it carries no threshold)."""
+    def calibration_key(self, model_id: str) -> str:
+        """The store key of the confidence cross-fitted on the exemplars."""
         # "exemplar-calibration", not "calibration": entries under the old name may hold a
         # threshold fitted on someone's labelled texts (issue 11), and must never be read again.
-        key = cache_key(
+        return artifact_key(
             "exemplar-calibration", model_id, self.exemplars.content_hash, self.scoring_id()
         )
-        saved = cache.load(key)
+
+    def exemplar_calibration(self, model_id: str, store: ArtifactStore) -> Calibrator | None:
+        """Confidence cross-fitted on the exemplars alone (stored; it carries no threshold)."""
+        key = self.calibration_key(model_id)
+        saved = store.load_arrays(key)
         if saved is not None:
             try:
                 return Calibrator.from_arrays(saved)
@@ -147,23 +140,16 @@ class ExemplarIndex:
         except ValueError as error:
             logger.warning("no calibrated confidence: %s", error)
             return None
-        cache.save(key, calibrator.to_arrays())
+        store.save_arrays(key, calibrator.to_arrays())
         return calibrator
 
-    def _fit(self, model_id: str, cache: EmbeddingCache) -> None:
+    def _fit(self, model_id: str, store: ArtifactStore) -> None:
         scorer = self.scorer
         rows = self.labels >= 0
         state = None
-        key = ""
-        if scorer.aggregation in (Aggregation.LINEAR, Aggregation.HYBRID):
-            key = cache_key(
-                "linear",
-                model_id,
-                self.exemplars.content_hash,
-                f"use_none={self.none_column is not None}",
-                f"C={scorer.linear_c}",
-            )
-            state = cache.load(key)
+        linear = scorer.aggregation in (Aggregation.LINEAR, Aggregation.HYBRID)
+        if linear:
+            state = store.load_arrays(self.head_key(model_id))
             if state is None:
                 logger.info("fitting the scoring head on %d exemplars", int(rows.sum()))
         scorer.fit(
@@ -173,49 +159,35 @@ class ExemplarIndex:
             descriptions=self.descriptions,
             linear_state=state,
         )
-        if key and state is None:
-            cache.save(key, scorer.linear_state())
+        if linear and state is None:
+            store.save_arrays(self.head_key(model_id), scorer.linear_state())
+
+
+def head_key(model_id: str, exemplars_hash: str, use_none: bool) -> str:
+    """The store key of a linear head fitted on these exemplars with this model."""
+    return artifact_key("linear", model_id, exemplars_hash, f"use_none={use_none}", f"C={LINEAR_C}")
+
+
+def scoring_id(config: MatcherConfig, use_none: bool) -> str:
+    """The settings that shape the scores; a calibration holds only for the same ones."""
+    return (
+        f"{config.aggregation.value}|k={config.k}|use_none={use_none}"
+        f"|w={config.description_weight}|C={LINEAR_C}"
+    )
 
 
 def _embed(
-    exemplars: ExemplarSet, encoder: Encoder, batch_size: int, cache: EmbeddingCache
+    exemplars: ExemplarSet, encoder: Encoder, batch_size: int, store: ArtifactStore
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embeddings of the exemplars, the category descriptions and the context sentences."""
-    key = cache_key("exemplars", encoder.model_id, exemplars.content_hash)
-    pool = [*exemplars.context.before, *exemplars.context.after]
+    """Embeddings of the exemplars, the category descriptions and the context sentences.
+
+    All three are looked up per text in one call, so only texts never embedded are encoded.
+    """
     described = [f"{c.name}: {c.description}" for c in exemplars.categories]
-    cached = cache.load(key)
-    if cached is not None and _shapes_fit(cached, len(exemplars), len(described), len(pool)):
-        logger.debug("exemplar embeddings loaded from cache %s", cache.path(key))
-        return cached["exemplars"], cached["descriptions"], cached["context"]
-    logger.info("embedding %d exemplars with %s", len(exemplars), encoder.model_id)
-    embeddings = encoder.encode(list(exemplars.texts), batch_size=batch_size)
-    descriptions = encoder.encode(described, batch_size=batch_size)
-    context = _encode_or_empty(encoder, pool, batch_size, embeddings.shape[1], embeddings.dtype)
-    cache.save(key, {"exemplars": embeddings, "descriptions": descriptions, "context": context})
-    return embeddings, descriptions, context
-
-
-def _encode_or_empty(
-    encoder: Encoder, texts: Sequence[str], batch_size: int, dim: int, dtype: np.dtype
-) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, dim), dtype=dtype)
-    return encoder.encode(list(texts), batch_size=batch_size)
-
-
-def _shapes_fit(
-    arrays: dict[str, np.ndarray], n_exemplars: int, n_categories: int, n_context: int
-) -> bool:
-    exemplars, descriptions = arrays.get("exemplars"), arrays.get("descriptions")
-    context = arrays.get("context")
-    return (
-        exemplars is not None
-        and descriptions is not None
-        and context is not None
-        and exemplars.ndim == 2
-        and exemplars.shape[0] == n_exemplars
-        and descriptions.shape == (n_categories, exemplars.shape[1])
-        and context.shape == (n_context, exemplars.shape[1])
-        and bool(np.isfinite(exemplars).all())
+    pool = [*exemplars.context.before, *exemplars.context.after]
+    texts = [*exemplars.texts, *described, *pool]
+    vectors = TextVectors(store, encoder.model_id).embed(
+        texts, lambda new: encoder.encode(new, batch_size=batch_size)
     )
+    n, d = len(exemplars), len(described)
+    return vectors[:n], vectors[n : n + d], vectors[n + d :]

@@ -1,24 +1,25 @@
 """The matcher: wires clean → windows → encode → score → decide → explain.
 
-Each step lives in its own module; the matcher holds the parts (a :class:`MatcherConfig`, an
-encoder, an :class:`~mlmatch.index.ExemplarIndex`) and runs texts through them in chunks.
+Each step lives in its own module; the matcher holds the parts that :mod:`mlmatch.builder`
+built (a :class:`MatcherConfig`, an encoder, an :class:`~mlmatch.index.ExemplarIndex`, the
+calibrator and the threshold) and runs texts through them in chunks. It never changes them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlmatch.adapter import adapter_for
-from mlmatch.cache import EmbeddingCache, default_cache_dir, prepared_dir
-from mlmatch.calibration import Calibration, check_calibration_set
-from mlmatch.config import DEFAULT_THRESHOLD, MatcherConfig
-from mlmatch.encoders import Encoder, batch_size_of, load_encoder
+from mlmatch.builder import MatcherParts, build_parts, decide_confidence
+from mlmatch.calibration import Calibration, Calibrator, check_calibration_set
+from mlmatch.config import MatcherConfig
+from mlmatch.encoders import Encoder
 from mlmatch.exemplars import ExemplarSet, normalize_labels
 from mlmatch.index import ExemplarIndex
 from mlmatch.language import refuse_foreign
@@ -29,6 +30,9 @@ from mlmatch.pipeline.explain import Explainer
 from mlmatch.pipeline.scoring import Aggregation
 from mlmatch.pipeline.windows import merge_windows
 from mlmatch.text import clean_text, clean_texts
+
+if TYPE_CHECKING:
+    from mlmatch.adapter import Adapter
 
 __all__ = ["EVIDENCE_PER_MATCH", "Matcher", "classify", "classify_many", "default_matcher"]
 
@@ -45,8 +49,13 @@ class Matcher:
 
     ``Matcher(model, exemplars, **options)`` takes the options of :class:`MatcherConfig`, or a
     whole ``config``; ``encoder`` is any :class:`~mlmatch.encoders.Encoder` to use instead of
-    loading ``model``.
+    loading ``model``. A matcher never changes once built: :meth:`with_calibration` and
+    :meth:`with_exemplars` return new ones. :meth:`from_config` and :meth:`from_parts` are the
+    alternate constructors (the second loads nothing).
     """
+
+    _parts: MatcherParts
+    _explainer: Explainer
 
     def __init__(
         self,
@@ -60,49 +69,25 @@ class Matcher:
         given = {"model": model, "exemplars": exemplars}
         base = config or MatcherConfig()
         config = base.replace(**{k: v for k, v in given.items() if v is not None}, **options)
-        if encoder is not None and config.model is not None:
-            raise ValueError("pass either model or encoder, not both")
-        self.config = config.resolved()
-        exemplars_set = self.config.exemplars
-        assert isinstance(exemplars_set, ExemplarSet)  # resolved() loads them
-        self.exemplars = exemplars_set
-        cache_root = config.cache_dir if config.cache_dir is not None else default_cache_dir()
-        self.adapter = (
-            adapter_for(self.exemplars.source, self.exemplars.content_hash)
-            if config.adapter and encoder is None
-            else None
-        )
-        self.encoder = encoder or load_encoder(
-            config.model,
-            device=config.device,
-            backend=config.backend,
-            cache_dir=cache_root,
-            threads=config.threads,
-            adapter=self.adapter,
-        )
-        self.batch_size = config.batch_size or batch_size_of(self.encoder)
-        prepared = prepared_dir()
-        cache = EmbeddingCache(
-            cache_root if config.use_cache else None, fallbacks=[prepared] if prepared else []
-        )
-        self.index = ExemplarIndex.build(
-            self.exemplars, self.encoder, config, batch_size=self.batch_size, cache=cache
-        )
-        self.use_none = self.index.none_column is not None
-        self._explainer = Explainer(self.exemplars, self.index.labels, self.use_none)
-        source = str(config.calibration) if isinstance(config.calibration, (str, Path)) else ""
-        calibration = self.config.calibration
-        assert not isinstance(calibration, (str, Path))  # resolved() reads the file
-        self.calibrator, given_threshold = self.index.confidence(
-            calibration, self.encoder.model_id, cache, source
-        )
-        self.threshold = (
-            config.threshold
-            if config.threshold is not None
-            else given_threshold
-            if given_threshold is not None
-            else DEFAULT_THRESHOLD
-        )
+        self._adopt(build_parts(config, encoder))
+
+    @classmethod
+    def from_config(cls, config: MatcherConfig, *, encoder: Encoder | None = None) -> Matcher:
+        """Build the matcher ``config`` describes (see :func:`mlmatch.builder.build_parts`)."""
+        return cls.from_parts(build_parts(config, encoder))
+
+    @classmethod
+    def from_parts(cls, parts: MatcherParts) -> Matcher:
+        """A matcher made of parts already built: nothing is loaded, read or fitted."""
+        matcher = cls.__new__(cls)
+        matcher._adopt(parts)
+        return matcher
+
+    def _adopt(self, parts: MatcherParts) -> None:
+        # What a matcher holds is read through properties without setters: it cannot change.
+        self._parts = parts
+        use_none = parts.index.none_column is not None
+        self._explainer = Explainer(parts.index.exemplars, parts.index.labels, use_none)
 
     # ----------------------------------------------------------------- classifying
 
@@ -154,14 +139,13 @@ class Matcher:
     def calibrate(
         self, texts: Iterable[str], labels: Sequence[str | None], *, fit_threshold: bool = True
     ) -> Calibration:
-        """Fit confidence (and the abstention threshold) on labelled texts; use it here only.
+        """Fit confidence (and the abstention threshold) on labelled texts; return the fit.
 
-        ``labels`` are category ids, with ``none``, ``""`` or ``None`` for no category. The fit
-        applies to this matcher and is returned; nothing is saved anywhere else. Keep it with
-        :meth:`Calibration.save <mlmatch.Calibration.save>` and pass it, or its file, as
-        ``Matcher(calibration=...)`` where it should apply. Sets smaller than
-        :data:`~mlmatch.calibration.MIN_CALIBRATION_TEXTS` texts (or with too few texts of one
-        outcome) raise :class:`~mlmatch.errors.CalibrationError`.
+        ``labels`` are category ids, with ``none``, ``""`` or ``None`` for no category. This
+        matcher is not changed: :meth:`with_calibration` gives one that uses the fit, and
+        :meth:`Calibration.save <mlmatch.Calibration.save>` keeps it for ``Matcher(calibration=
+        path)``. Sets smaller than :data:`~mlmatch.calibration.MIN_CALIBRATION_TEXTS` texts (or
+        with too few texts of one outcome) raise :class:`~mlmatch.errors.CalibrationError`.
         """
         originals = list(texts)
         truth = np.array(normalize_labels(labels, self.exemplars.category_ids))
@@ -169,13 +153,12 @@ class Matcher:
             raise ValueError(f"{len(originals)} texts but {len(truth)} labels")
         check_calibration_set(truth, fit_threshold=fit_threshold)
         scores, ids = self.scores(originals), self.exemplars.category_ids
-        self.calibrator, brier = fit_confidence(scores, truth, ids)
+        calibrator, brier = fit_confidence(scores, truth, ids)
         threshold = None
         if fit_threshold:
             threshold = best_threshold(scores, truth, ids, self.threshold, use_none=self.use_none)
-            self.threshold = threshold
         return Calibration(
-            calibrator=self.calibrator,
+            calibrator=calibrator,
             threshold=threshold,
             model_id=self.encoder.model_id,
             exemplars_hash=self.exemplars.content_hash,
@@ -184,7 +167,71 @@ class Matcher:
             n=len(truth),
         )
 
+    def with_calibration(self, calibration: Calibration | str | Path | bool) -> Matcher:
+        """A copy of this matcher with another calibration (a fit, its file, True or False).
+
+        The threshold is decided as at construction: an explicit ``threshold`` option wins, else
+        the calibration's own, else the default.
+        """
+        source = str(calibration) if isinstance(calibration, (str, Path)) else ""
+        if isinstance(calibration, (str, Path)):
+            calibration = Calibration.load(calibration)
+        parts = self._parts
+        config = parts.config.replace(calibration=calibration)
+        calibrator, threshold = decide_confidence(
+            config, parts.index, parts.encoder.model_id, parts.store, source
+        )
+        changed = dataclasses.replace(
+            parts, config=config, calibrator=calibrator, threshold=threshold
+        )
+        return Matcher.from_parts(changed)
+
     # ----------------------------------------------------------------- what it holds
+
+    @property
+    def config(self) -> MatcherConfig:
+        """The settings this matcher was built with (files read: exemplars loaded)."""
+        return self._parts.config
+
+    @property
+    def exemplars(self) -> ExemplarSet:
+        """The exemplar set."""
+        return self._parts.index.exemplars
+
+    @property
+    def encoder(self) -> Encoder:
+        """The sentence encoder."""
+        return self._parts.encoder
+
+    @property
+    def index(self) -> ExemplarIndex:
+        """The exemplars embedded, with the fitted head (see :class:`ExemplarIndex`)."""
+        return self._parts.index
+
+    @property
+    def adapter(self) -> Adapter | None:
+        """The adapter merged into the model, if any (see :mod:`mlmatch.adapter`)."""
+        return self._parts.adapter
+
+    @property
+    def calibrator(self) -> Calibrator | None:
+        """What turns a score into a calibrated confidence (None: no confidence)."""
+        return self._parts.calibrator
+
+    @property
+    def threshold(self) -> float:
+        """Abstain when the best category scores below this."""
+        return self._parts.threshold
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per encoder batch."""
+        return self._parts.batch_size
+
+    @property
+    def use_none(self) -> bool:
+        """Whether the ``none`` counter-examples compete as a pseudo-category."""
+        return self._parts.index.none_column is not None
 
     @property
     def categories(self) -> tuple[Category, ...]:

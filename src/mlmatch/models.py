@@ -27,13 +27,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @classmethod
-    def _trusted(cls: type[_F], values: dict[str, Any]) -> _F:
+    def trusted(cls: type[_F], values: dict[str, Any]) -> _F:
         """An instance from ``values`` that are known valid, skipping validation.
 
-        Results are built by the thousand from numbers mlmatch computed itself; validating each
-        field again cost more than the rest of building them. What :meth:`model_construct`
-        does, minus its generic handling of defaults and aliases: ``values`` must name every
-        field. ``tests/pipeline/test_explain.py`` checks the results equal validated ones.
+        The fast constructor for results mlmatch computed itself, built by the thousand, where
+        validating each field again cost more than the rest of building them. What
+        :meth:`model_construct` does, minus its generic handling of defaults and aliases:
+        ``values`` must name every field, with values of the declared types.
+        ``tests/pipeline/test_explain.py`` checks the results equal validated ones.
         """
         instance = _new(cls)
         _set(instance, "__dict__", values)

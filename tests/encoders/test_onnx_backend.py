@@ -103,7 +103,7 @@ def test_onnxruntime_advice_on_the_root_logger_is_dropped_during_export(caplog):
     import logging
     import os
 
-    from mlmatch.encoders.onnx import _without_root_warnings_from
+    from mlmatch.encoders.export import _without_root_warnings_from
 
     def record(path: str) -> logging.LogRecord:
         return logging.LogRecord("root", logging.WARNING, path, 1, "advice", None, None)
@@ -131,7 +131,7 @@ def _tiny_graph(path: Path, weight: np.ndarray, op: str = "MatMul") -> None:
 
 
 def test_a_variant_keeps_only_the_changed_weights_and_refuses_another_graph(tmp_path: Path):
-    from mlmatch.encoders.onnx import _write_variant
+    from mlmatch.encoders.export import _write_variant
     from mlmatch.errors import ModelLoadError
 
     _tiny_graph(tmp_path / "base.onnx", np.eye(2, dtype="f4"))

@@ -16,11 +16,12 @@ from conftest import TINY
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from mlmatch import NONE_LABEL, Matcher
-from mlmatch.encoders import Encoder
+from mlmatch.encoders import Backend, Encoder, EncoderSpec
 from mlmatch.encoders import static as sb
 from mlmatch.encoders.resolve import resolve_model as _resolve
 from mlmatch.encoders.static import StaticEncoder, load_static_encoder, pool_tokens, sif_weights
 from mlmatch.exemplars import ExemplarSet
+from mlmatch.store import ArtifactStore
 
 # ----------------------------------------------------------------- tiny synthetic model
 
@@ -51,12 +52,16 @@ def fake_distill(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace the distillation by the tiny model; returns the models it was called with."""
     calls: list[str] = []
 
-    def distill(model, cache_dir, adapter) -> tuple[np.ndarray, Tokenizer]:
-        calls.append(str(model))
+    def distill(spec, store) -> tuple[np.ndarray, Tokenizer]:
+        calls.append(str(spec.model))
         return tiny_vectors(), tiny_tokenizer()
 
     monkeypatch.setattr(sb, "_distill", distill)
     return calls
+
+
+def _spec(model: Path | None) -> EncoderSpec:
+    return EncoderSpec(model, Backend.STATIC)
 
 
 @pytest.fixture
@@ -142,14 +147,14 @@ def test_save_and_load_round_trip(tiny_static: StaticEncoder, tmp_path: Path):
 def test_damaged_folder_is_refused(tiny_static: StaticEncoder, tmp_path: Path, damage):
     tiny_static.save(tmp_path / "m")
     damage(tmp_path / "m")
-    with pytest.raises(ValueError, match=r"checksum|unreadable"):
+    with pytest.raises(ValueError, match=r"checksum|unreadable|is missing"):
         StaticEncoder.load(tmp_path / "m")
 
 
 def test_distills_once_then_loads_from_cache(fake_distill, model_dir: Path, tmp_path: Path):
     cache = tmp_path / "cache"
-    first = load_static_encoder(model_dir, cache)
-    second = load_static_encoder(model_dir, cache)
+    first = load_static_encoder(_spec(model_dir), ArtifactStore(cache))
+    second = load_static_encoder(_spec(model_dir), ArtifactStore(cache))
     assert fake_distill == [str(model_dir)]
     # Distilled from the model's ONNX export, whose id the static model's id extends.
     assert first.model_id == second.model_id == f"{_resolve(model_dir)[1]}|onnx-int8|static-256"
@@ -161,14 +166,14 @@ def test_distills_once_then_loads_from_cache(fake_distill, model_dir: Path, tmp_
 
 def test_damaged_cache_is_rebuilt(fake_distill, model_dir, tmp_path, caplog):
     cache = tmp_path / "cache"
-    load_static_encoder(model_dir, cache)
+    load_static_encoder(_spec(model_dir), ArtifactStore(cache))
     (folder,) = (cache / "static").iterdir()
     vectors = folder / "vectors.npy"
     vectors.write_bytes(vectors.read_bytes()[:100])
-    with caplog.at_level(logging.WARNING, logger="mlmatch.encoders.static"):
-        rebuilt = load_static_encoder(model_dir, cache)
+    with caplog.at_level(logging.WARNING, logger="mlmatch"):
+        rebuilt = load_static_encoder(_spec(model_dir), ArtifactStore(cache))
     assert len(fake_distill) == 2
-    assert "damaged static model" in caplog.text
+    assert "checksum mismatch for vectors.npy); building it again" in caplog.text
     assert [p.name for p in (cache / "static").iterdir()] == [folder.name]
     StaticEncoder.load(folder, model_id=rebuilt.model_id)  # the new copy checks out
 
@@ -176,9 +181,9 @@ def test_damaged_cache_is_rebuilt(fake_distill, model_dir, tmp_path, caplog):
 def test_unwritable_cache_only_warns(fake_distill, model_dir, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="mlmatch.encoders.static"):
-        encoder = load_static_encoder(model_dir, blocker)
-    assert "could not write the static model" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="mlmatch"):
+        encoder = load_static_encoder(_spec(model_dir), ArtifactStore(blocker))
+    assert "cannot be written" in caplog.text
     assert encoder.encode(["robot"]).shape == (1, 8)
 
 
@@ -219,9 +224,11 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[StaticEncoder, 
     script = textwrap.dedent(
         """
         import sys
+        from mlmatch.encoders import Backend, EncoderSpec
         from mlmatch.encoders.static import load_static_encoder
+        from mlmatch.store import ArtifactStore
 
-        load_static_encoder(None, sys.argv[1])
+        load_static_encoder(EncoderSpec(None, Backend.STATIC), ArtifactStore(sys.argv[1]))
         heavy = [m for m in sys.modules if m.partition(".")[0] in HEAVY]
         assert not heavy, heavy
         """
@@ -237,7 +244,7 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[StaticEncoder, 
     )
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
-    return load_static_encoder(None, cache), seconds, cache
+    return load_static_encoder(_spec(None), ArtifactStore(cache)), seconds, cache
 
 
 @pytest.mark.slow
@@ -251,7 +258,7 @@ def test_distillation_is_quick_then_cached(distilled, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(sb, "_distill", no_distill)
     started = time.perf_counter()
-    again = load_static_encoder(None, cache)
+    again = load_static_encoder(_spec(None), ArtifactStore(cache))
     loaded_in = time.perf_counter() - started
     print(f"static load from cache: {loaded_in:.2f} s")
     assert loaded_in < 5
@@ -282,9 +289,12 @@ def test_cached_model_loads_without_torch(distilled, tmp_path: Path):
     script = textwrap.dedent(
         """
         import sys
+        from mlmatch.encoders import Backend, EncoderSpec
         from mlmatch.encoders.static import load_static_encoder
+        from mlmatch.store import ArtifactStore
 
-        encoder = load_static_encoder(None, sys.argv[1])
+        store = ArtifactStore(sys.argv[1])
+        encoder = load_static_encoder(EncoderSpec(None, Backend.STATIC), store)
         vectors = encoder.encode(["Which customers will cancel their contracts?"])
         heavy = [m for m in sys.modules if m.partition(".")[0] in HEAVY]
         print(vectors.shape, round(float((vectors**2).sum()), 4), heavy)

@@ -357,7 +357,9 @@ def test_engine_ray_forwards_every_matcher_option(monkeypatch, tmp_path: Path):
 
 def test_actors_get_the_calibration_read_on_the_driver(tiny_dir, tmp_path: Path):
     matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), use_cache=False)
-    path = matcher.calibrate(TEXTS, LABELS).save(tmp_path / "calibration.json")
+    fitted = matcher.calibrate(TEXTS, LABELS)
+    path = fitted.save(tmp_path / "calibration.json")
+    matcher = matcher.with_calibration(fitted)
     config = mlmatch_ray.actor_config(MatcherConfig(exemplars=tiny_dir, calibration=path))
     assert isinstance(config.calibration, Calibration)
     assert isinstance(config.exemplars, ExemplarSet)

@@ -160,7 +160,7 @@ def prepare(config: MatcherConfig) -> None:
     For container images and clusters: run it once at build time with the options the jobs use
     (same --model, --exemplars, --backend), and later runs start at once from the cache.
     """
-    from mlmatch.cache import default_cache_dir
+    from mlmatch.store import default_cache_dir
 
     started = time.perf_counter()
     app.build_matcher(config)

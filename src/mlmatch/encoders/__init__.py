@@ -4,6 +4,7 @@
   windows; numpy only.
 * :mod:`~mlmatch.encoders.resolve`: which model files to load and the id of their embedding space.
 * :mod:`~mlmatch.encoders.onnx`: int8 ONNX on onnxruntime (the default; no torch at run time).
+* :mod:`~mlmatch.encoders.export`: exporting a model to ONNX (tooling; needs the ``torch`` extra).
 * :mod:`~mlmatch.encoders.static`: a distilled token table (fastest, least accurate).
 * :mod:`~mlmatch.encoders.torch`: sentence-transformers on torch (the reference; needs the
   ``torch`` extra).
@@ -25,12 +26,15 @@ from mlmatch.encoders.base import (
     WINDOW_OVERLAP,
     Backend,
     Encoder,
+    EncoderSpec,
+    TokenEncoder,
     available_cores,
     batch_size_of,
     default_backend,
     parse_backend,
     token_windows,
 )
+from mlmatch.store import ArtifactStore
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -44,10 +48,13 @@ __all__ = [
     "WINDOW_OVERLAP",
     "Backend",
     "Encoder",
+    "EncoderSpec",
+    "TokenEncoder",
     "available_cores",
     "batch_size_of",
     "default_backend",
     "load_encoder",
+    "load_spec",
     "parse_backend",
     "token_windows",
 ]
@@ -61,31 +68,32 @@ def load_encoder(
     cache_dir: str | Path | None = None,
     threads: int | None = None,
     adapter: Adapter | None = None,
+    store: ArtifactStore | None = None,
 ) -> Encoder:
     """Load a sentence model from local files only, run by the chosen backend.
 
     ``None`` or ``"all-MiniLM-L6-v2"`` is the bundled model. Anything else must be a local folder
     or a model name already in the local Hugging Face cache; nothing is downloaded. ``backend``
     (default: :func:`default_backend`) picks how the model runs; the onnx and static backends
-    build their files once under ``cache_dir`` (default: the mlmatch cache folder). ``threads``
-    caps the CPU threads the encoder uses (default: every available core); for torch it sets
-    torch's process-wide count. ``adapter`` (see :mod:`mlmatch.adapter`) is merged into the model
-    before any backend uses it.
+    build their files once in the artifact store (``store``, else the one at ``cache_dir``,
+    default: the mlmatch cache folder). ``threads`` caps the CPU threads the encoder uses
+    (default: every available core); for torch it sets torch's process-wide count. ``adapter``
+    (see :mod:`mlmatch.adapter`) is merged into the model before any backend uses it.
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    chosen = parse_backend(backend)
-    from mlmatch.cache import default_cache_dir
+    spec = EncoderSpec(model, parse_backend(backend), device, threads, adapter)
+    return load_spec(spec, store or ArtifactStore.open(cache_dir))
 
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    if chosen is Backend.ONNX:
+
+def load_spec(spec: EncoderSpec, store: ArtifactStore) -> Encoder:
+    """The encoder ``spec`` describes, its derived files kept in ``store``."""
+    if spec.backend is Backend.ONNX:
         from mlmatch.encoders.onnx import load_onnx_encoder
 
-        return load_onnx_encoder(model, folder, threads=threads, adapter=adapter)
-    if chosen is Backend.STATIC:
+        return load_onnx_encoder(spec, store)
+    if spec.backend is Backend.STATIC:
         from mlmatch.encoders.static import load_static_encoder
 
-        return load_static_encoder(model, folder, adapter=adapter)
+        return load_static_encoder(spec, store)
     from mlmatch.encoders.torch import load_torch_encoder
 
-    return load_torch_encoder(model, folder, device=device, threads=threads, adapter=adapter)
+    return load_torch_encoder(spec, store)

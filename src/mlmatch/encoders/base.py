@@ -9,10 +9,15 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = [
     "BACKEND_ENV",
@@ -23,6 +28,8 @@ __all__ = [
     "WINDOW_OVERLAP",
     "Backend",
     "Encoder",
+    "EncoderSpec",
+    "TokenEncoder",
     "available_cores",
     "batch_size_of",
     "default_backend",
@@ -102,6 +109,45 @@ class Encoder(Protocol):
     def windows(self, texts: Sequence[str]) -> list[list[str]]:
         """Split each text into pieces that each fit the model's input (one piece if it fits)."""
         ...
+
+
+@runtime_checkable
+class TokenEncoder(Encoder, Protocol):
+    """An encoder that also runs token ids directly: what distilling a static model needs."""
+
+    def tokenizer(self) -> Tokenizer:
+        """A copy of the model's tokenizer, without truncation or padding."""
+        ...
+
+    def embed_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """The pooled, unnormalized embeddings of token id sequences (special tokens included)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which model to load and how to run it: everything a backend needs, in one value.
+
+    Args:
+        model: A local sentence-transformers folder or a model in the local Hugging Face cache;
+            ``None`` is the bundled all-MiniLM-L6-v2.
+        backend: How the model runs (see :class:`Backend`).
+        device: Torch device (torch backend only).
+        threads: CPU threads the encoder may use (default: every available core).
+        adapter: An :class:`~mlmatch.adapter.Adapter` to merge into the model, or None.
+
+    """
+
+    model: str | Path | None = None
+    backend: Backend = Backend.ONNX
+    device: str | None = None
+    threads: int | None = None
+    adapter: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", parse_backend(self.backend))
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 def batch_size_of(encoder: Encoder) -> int:

@@ -13,30 +13,23 @@ numpy and ``tokenizers``.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import itertools
-import json
 import logging
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from mlmatch.cache import cache_key
+from mlmatch.encoders.base import Backend, EncoderSpec, TokenEncoder
 from mlmatch.encoders.onnx import load_onnx_encoder, onnx_model_id
 from mlmatch.errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from mlmatch.adapter import Adapter
+from mlmatch.store import ArtifactStore, artifact_key, read_manifest, write_manifest
 
 __all__ = [
     "SIF_COEFFICIENT",
@@ -46,6 +39,7 @@ __all__ = [
     "pool_tokens",
     "principal_components",
     "sif_weights",
+    "static_model_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,7 +50,8 @@ SIF_COEFFICIENT = 1e-3
 # neither stale artifacts nor exemplar embeddings cached under the old id are reused. The model
 # id also names the model distilled from (the ONNX export's id, "...|onnx-int8").
 _RECIPE = f"static-{STATIC_DIMS}"
-_FORMAT = 1
+_FORMAT = 2
+_KIND = "static"
 _UNUSED = re.compile(r"\[unused\d+\]")
 # Texts tokenized and pooled at once; bounds the (tokens x dims) gather, about 25 MB at 100 tokens
 # per text.
@@ -68,11 +63,6 @@ class StaticLayout:
     """The files of one distilled model inside its artifact folder."""
 
     folder: Path
-
-    @property
-    def manifest(self) -> Path:
-        """JSON: format, model ids, recipe parameters and SHA-256 digests of the other files."""
-        return self.folder / "manifest.json"
 
     @property
     def vectors(self) -> Path:
@@ -143,31 +133,23 @@ class StaticEncoder:
     def load(cls, folder: str | Path, *, model_id: str | None = None) -> StaticEncoder:
         """Load and verify a distilled model folder; ``ValueError`` if anything fails a check.
 
-        ``model_id`` is the id the folder must have been distilled for (any, when None).
+        ``model_id`` is the id the folder must have been distilled for (any, when None). The
+        folder's manifest is the artifact store's (:func:`mlmatch.store.read_manifest`).
         """
         layout = StaticLayout(Path(folder))
+        meta, problem = read_manifest(layout.folder, _KIND)
+        if problem is not None:
+            raise ValueError(f"unusable static model in {layout.folder}: {problem}")
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{layout.folder} is not a format-{_FORMAT} static model")
+        if model_id is not None and meta.get("model_id") != model_id:
+            raise ValueError(f"{layout.folder} holds {meta.get('model_id')!r}, not {model_id!r}")
         try:
-            manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
-            vector_bytes = layout.vectors.read_bytes()
-            tokenizer_bytes = layout.tokenizer.read_bytes()
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"unreadable static model in {layout.folder}: {error}") from error
-        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-            raise ValueError(f"{layout.manifest} is not a format-{_FORMAT} manifest")
-        if model_id is not None and manifest.get("model_id") != model_id:
-            raise ValueError(
-                f"{layout.folder} holds {manifest.get('model_id')!r}, not {model_id!r}"
-            )
-        digests = manifest.get("sha256", {})
-        for name, data in (("vectors.npy", vector_bytes), ("tokenizer.json", tokenizer_bytes)):
-            if not isinstance(digests, dict) or digests.get(name) != _sha256(data):
-                raise ValueError(f"checksum mismatch for {layout.folder / name}")
-        try:
-            vectors = np.load(io.BytesIO(vector_bytes), allow_pickle=False)
-            tokenizer = Tokenizer.from_str(tokenizer_bytes.decode("utf-8"))
+            vectors = np.load(io.BytesIO(layout.vectors.read_bytes()), allow_pickle=False)
+            tokenizer = Tokenizer.from_str(layout.tokenizer.read_text(encoding="utf-8"))
         except Exception as error:  # a digest match makes this unlikely, but never trust it
             raise ValueError(f"unreadable static model in {layout.folder}: {error}") from error
-        expected = (manifest.get("rows"), manifest.get("dims"))
+        expected = (meta.get("rows"), meta.get("dims"))
         if vectors.dtype != np.float32 or vectors.shape != expected:
             raise ValueError(
                 f"{layout.vectors} holds {vectors.dtype} {vectors.shape}, "
@@ -175,31 +157,28 @@ class StaticEncoder:
             )
         if max(tokenizer.get_vocab(with_added_tokens=True).values()) >= vectors.shape[0]:
             raise ValueError(f"{layout.tokenizer} has token ids beyond the {len(vectors)} vectors")
-        return cls(vectors, tokenizer, str(manifest.get("model_id", "")))
+        return cls(vectors, tokenizer, str(meta.get("model_id", "")))
 
     def save(self, folder: str | Path) -> None:
         """Write the model into a new folder (which must not exist yet)."""
-        layout = StaticLayout(Path(folder))
-        layout.folder.mkdir(parents=True)
+        target = Path(folder)
+        target.mkdir(parents=True)
+        write_manifest(target, _KIND, self.write_files(target))
+
+    def write_files(self, folder: Path) -> dict[str, Any]:
+        """Write the vectors and the tokenizer into ``folder``; return the manifest's metadata."""
+        layout = StaticLayout(folder)
         buffer = io.BytesIO()
         np.save(buffer, self._vectors, allow_pickle=False)
-        vector_bytes = buffer.getvalue()
-        tokenizer_bytes = self._tokenizer.to_str().encode("utf-8")
-        layout.vectors.write_bytes(vector_bytes)
-        layout.tokenizer.write_bytes(tokenizer_bytes)
-        manifest = {
+        layout.vectors.write_bytes(buffer.getvalue())
+        layout.tokenizer.write_text(self._tokenizer.to_str(), encoding="utf-8")
+        return {
             "format": _FORMAT,
             "model_id": self.model_id,
             "rows": int(self._vectors.shape[0]),
             "dims": self.dimension,
             "sif_coefficient": SIF_COEFFICIENT,
-            "sha256": {
-                "vectors.npy": _sha256(vector_bytes),
-                "tokenizer.json": _sha256(tokenizer_bytes),
-            },
         }
-        # Written last: a folder without a manifest is never loaded.
-        layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
     def __repr__(self) -> str:
         return f"StaticEncoder(model_id={self.model_id!r}, dims={self.dimension})"
@@ -235,72 +214,39 @@ def sif_weights(n_tokens: int, coefficient: float = SIF_COEFFICIENT) -> np.ndarr
     return weights
 
 
-def load_static_encoder(
-    model: str | Path | None, cache_dir: str | Path, *, adapter: Adapter | None = None
-) -> StaticEncoder:
-    """The static version of ``model``, distilled on first use and cached under ``cache_dir``.
+def load_static_encoder(spec: EncoderSpec, store: ArtifactStore) -> StaticEncoder:
+    """The static version of ``spec``'s model, distilled on first use and kept in ``store``.
 
-    ``model`` is resolved as :func:`mlmatch.encoders.load_encoder` does (``None`` is the bundled
-    all-MiniLM-L6-v2). It is distilled from the model's int8 ONNX export (for the bundled model,
-    the one shipped with mlmatch: no torch needed). Artifacts live in
-    ``cache_dir/static/<key>/``; a missing or damaged folder is distilled again (about half a
-    minute on two CPU cores). An unwritable cache only logs a warning.
+    It is distilled from the model's int8 ONNX export (for the bundled model, the one shipped
+    with mlmatch: no torch needed); a missing or damaged entry is distilled again (about half a
+    minute on two CPU cores).
     """
-    cache = Path(cache_dir).expanduser()
-    model_id = f"{onnx_model_id(model, cache, adapter=adapter)}|{_RECIPE}"
-    key = cache_key("static", model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
-    folder = cache / "static" / key
-    if StaticLayout(folder).manifest.exists():
-        try:
-            encoder = StaticEncoder.load(folder, model_id=model_id)
-        except ValueError as error:
-            logger.warning(
-                "ignoring damaged static model %s (%s); distilling it again", folder, error
-            )
-        else:
-            logger.debug("static model %s loaded from %s", model_id, folder)
-            return encoder
-    encoder = StaticEncoder(*_distill(model, cache, adapter), model_id)
-    _install(encoder, folder)
-    return encoder
+    model_id = static_model_id(onnx_model_id(spec.model, spec.adapter))
+    key = artifact_key(_KIND, model_id, f"format={_FORMAT}", f"sif={SIF_COEFFICIENT}")
+    built: list[StaticEncoder] = []
 
+    def distill(folder: Path) -> dict[str, Any]:
+        built.append(StaticEncoder(*_distill(spec, store), model_id))
+        return built[0].write_files(folder)
 
-def _install(encoder: StaticEncoder, folder: Path) -> None:
-    """Write ``encoder`` into a temporary folder, then rename it to ``folder``."""
+    folder, _ = store.folder(_KIND, key, distill)
+    if built:
+        return built[0]
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
-        )
-    except OSError as error:
-        logger.warning("could not write the static model to %s (%s)", folder, error)
-        return
-    retired = staging.with_suffix(".old")
-    try:
-        encoder.save(staging / "model")
-        # A damaged folder is moved aside first: a directory cannot be renamed over a full one.
-        with contextlib.suppress(FileNotFoundError):
-            folder.rename(retired)
-        try:
-            (staging / "model").rename(folder)
-        except OSError:
-            # Another process installed its copy in between; it was distilled the same way.
-            logger.debug("static model %s was installed concurrently", folder)
-        else:
-            logger.info("static model written to %s", folder)
-    except OSError as error:
-        logger.warning("could not write the static model to %s (%s)", folder, error)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+        return StaticEncoder.load(folder, model_id=model_id)
+    except ValueError as error:
+        raise ModelLoadError(f"the static model in {folder} is unusable ({error})") from None
 
 
-def _distill(
-    model: str | Path | None, cache_dir: Path, adapter: Adapter | None
-) -> tuple[np.ndarray, Tokenizer]:
+def static_model_id(onnx_id: str) -> str:
+    """The id of the static model distilled from the ONNX model ``onnx_id``."""
+    return f"{onnx_id}|{_RECIPE}"
+
+
+def _distill(spec: EncoderSpec, store: ArtifactStore) -> tuple[np.ndarray, Tokenizer]:
     """Embed every vocabulary token alone with the model; return the vector table and tokenizer."""
     started = time.perf_counter()
-    onnx = load_onnx_encoder(model, cache_dir, adapter=adapter)
+    onnx: TokenEncoder = load_onnx_encoder(replace(spec, backend=Backend.ONNX), store)
     tokenizer = onnx.tokenizer()
     token_ids = _vocabulary(tokenizer, set())
     if not len(token_ids):
@@ -366,7 +312,3 @@ def _special_wrapping(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
         if full[start : start + len(plain)] == plain:
             return full[:start], full[start + len(plain) :]
     return [], []
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from mlmatch.encoders.base import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, token_windows
+from mlmatch.encoders.base import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, EncoderSpec, token_windows
 from mlmatch.encoders.hf import load_sentence_model, offline
 from mlmatch.encoders.resolve import resolve_model
 from mlmatch.errors import MissingExtraError, ModelLoadError
 from mlmatch.extras import require
-
-if TYPE_CHECKING:
-    from mlmatch.adapter import Adapter
+from mlmatch.store import ArtifactStore
 
 __all__ = ["SentenceTransformerEncoder", "load_torch_encoder"]
 
@@ -80,28 +77,21 @@ class SentenceTransformerEncoder:
         return result
 
 
-def load_torch_encoder(
-    model: str | Path | None,
-    cache_dir: Path,
-    *,
-    device: str | None = None,
-    threads: int | None = None,
-    adapter: Adapter | None = None,
-) -> SentenceTransformerEncoder:
+def load_torch_encoder(spec: EncoderSpec, store: ArtifactStore) -> SentenceTransformerEncoder:
     """Load a sentence-transformers model from local files (see :func:`~mlmatch.load_encoder`)."""
     with offline():  # sentence-transformers reads HF_HUB_OFFLINE when it is imported
         require("sentence_transformers", "torch", purpose="the torch backend")
-    path, model_id = resolve_model(model, adapter, cache_dir)
+    path, model_id = resolve_model(spec.model, spec.adapter, store)
     try:
-        loaded = load_sentence_model(path, device=device, purpose="the torch backend")
-        if threads is not None:
+        loaded = load_sentence_model(path, device=spec.device, purpose="the torch backend")
+        if spec.threads is not None:
             torch = require("torch", "torch", purpose="the torch backend")
-            torch.set_num_threads(threads)
+            torch.set_num_threads(spec.threads)
     except MissingExtraError:
         raise
     except Exception as error:
         raise ModelLoadError(
-            f"could not load the sentence-transformers model {str(model)!r} from local files "
+            f"could not load the sentence-transformers model {str(spec.model)!r} from local files "
             f"({type(error).__name__}: {error}); pass the path of a folder that holds a "
             "sentence-transformers model (models are never downloaded)"
         ) from error

@@ -113,13 +113,13 @@ class Explainer:
             for c in order[i].tolist():
                 rows, values = cited[c]
                 matches.append(
-                    Match._trusted(
+                    Match.trusted(
                         {
                             "category": categories[c],
                             "score": round(rounded[i][c], 6),
                             "confidence": None if given is None else round(given[i][c], 6),
                             "evidence": [
-                                Evidence._trusted({"text": texts_of[j], "similarity": round(v, 6)})
+                                Evidence.trusted({"text": texts_of[j], "similarity": round(v, 6)})
                                 for j, v in zip(rows[i], values[i], strict=True)
                             ],
                         }
@@ -145,7 +145,7 @@ class Explainer:
         best = matches[0]
         reads_like = self._reads_like(sims) if abstain and none_score > best.score else None
         label = None if abstain else best.category.id
-        return Classification._trusted(
+        return Classification.trusted(
             {
                 "text": text,
                 "label": label,
