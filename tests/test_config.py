@@ -36,6 +36,27 @@ def test_bad_values_say_what_is_wrong(options, message):
         MatcherConfig(**options)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"adapter": "/some/folder"}, "adapter must be True or False, got '/some/folder'"),
+        ({"check_language": "no"}, "check_language must be True or False, got 'no'"),
+        ({"use_cache": "false"}, "use_cache must be True or False, got 'false'"),
+        ({"use_none": 1}, "use_none must be True or False, got 1"),
+        ({"k": 2.5}, "k must be a whole number, got 2.5"),
+        ({"batch_size": True}, "batch_size must be a whole number, got True"),
+        ({"threshold": "0.3"}, "threshold must be a number, got '0.3'"),
+        ({"calibration": 3}, "calibration must be True, False, a Calibration or the path"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_by_name(options, message):
+    """Issue 28: a string such as "false" was read as True."""
+    with pytest.raises(TypeError, match=message):
+        MatcherConfig(**options)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        MatcherConfig(threshold=float("nan"))
+
+
 def test_an_unknown_option_is_named_with_the_known_ones():
     with pytest.raises(TypeError, match=r"unknown matcher option\(s\) 'treshold'.*threshold"):
         MatcherConfig.from_options({"treshold": 0.3})

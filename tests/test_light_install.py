@@ -405,3 +405,30 @@ def test_shipped_model_equals_the_export_on_the_dev_set(
         np.testing.assert_allclose(
             [m.score for m in one.matches], [m.score for m in other.matches], atol=1e-6
         )
+
+
+# ----------------------------------------------------------------- issue 29, item 1
+
+
+def test_a_build_that_needs_scikit_learn_says_so_before_any_slow_work(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The static backend and exemplars of one's own fit a head: refused at once, not after
+    a minute of distilling or embedding."""
+    from mlmatch.encoders import static as static_backend
+
+    for name in list(sys.modules):
+        if name.partition(".")[0] == "sklearn":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+
+    def slow(*args: object, **kwargs: object) -> None:
+        raise AssertionError("slow work started before the missing extra was named")
+
+    monkeypatch.setattr(static_backend, "_distill", slow)
+    monkeypatch.setattr(onnx_backend.OnnxEncoder, "encode", slow)
+    expected = r"fitting the scoring head .* needs scikit-learn.*mlmatch\[sklearn\]"
+    with pytest.raises(MissingExtraError, match=expected):
+        Matcher(backend="static", cache_dir=tmp_path / "cache")
+    with pytest.raises(MissingExtraError, match=expected):
+        Matcher(exemplars=tiny_dir, backend="onnx", cache_dir=tmp_path / "cache")

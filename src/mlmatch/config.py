@@ -8,6 +8,7 @@ build one and hand it on, so an option added here reaches every entry point.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ class MatcherConfig:
     context_similarity: float | None = field(default=CONTEXT_SIMILARITY)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         # Strings are accepted for the enums at the boundary and stored as the enums.
         object.__setattr__(self, "aggregation", _aggregation(self.aggregation))
         if self.backend is not None:
@@ -157,6 +159,37 @@ class MatcherConfig:
         if isinstance(calibration, (str, Path)):
             calibration = Calibration.load(calibration)
         return self.replace(exemplars=exemplars, calibration=calibration)
+
+
+# Options that are switches: only True or False, so that "false", "no" or 0 are never read as on.
+_SWITCHES = ("use_none", "use_cache", "adapter", "check_language")
+_INTEGERS = ("k", "batch_size", "max_chars", "threads")
+_NUMBERS = ("description_weight", "threshold", "context_similarity")
+
+
+def _check_types(config: MatcherConfig) -> None:
+    """A TypeError naming the option whose value is of the wrong type."""
+    for name in _SWITCHES:
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    for name in _INTEGERS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+    for name in _NUMBERS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    calibration = config.calibration
+    if not isinstance(calibration, bool) and not hasattr(calibration, "calibrator"):
+        if not isinstance(calibration, (str, Path)):
+            raise TypeError(
+                "calibration must be True, False, a Calibration or the path of a calibration "
+                f"file, got {calibration!r}"
+            )
 
 
 def _aggregation(value: Aggregation | str) -> Aggregation:
