@@ -175,5 +175,5 @@ def test_a_model_name_not_in_the_cache_says_nothing_is_downloaded(monkeypatch):
         raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
-    with pytest.raises(ModelLoadError, match="is not a local folder.*never downloads models"):
+    with pytest.raises(ModelLoadError, match=r"is not a local folder.*never downloads models"):
         resolve_base("sentence-transformers/all-mpnet-base-v2")

@@ -184,12 +184,11 @@ def _check_types(config: MatcherConfig) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     calibration = config.calibration
-    if not isinstance(calibration, bool) and not hasattr(calibration, "calibrator"):
-        if not isinstance(calibration, (str, Path)):
-            raise TypeError(
-                "calibration must be True, False, a Calibration or the path of a calibration "
-                f"file, got {calibration!r}"
-            )
+    if not isinstance(calibration, (bool, str, Path)) and not hasattr(calibration, "calibrator"):
+        raise TypeError(
+            "calibration must be True, False, a Calibration or the path of a calibration "
+            f"file, got {calibration!r}"
+        )
 
 
 def _aggregation(value: Aggregation | str) -> Aggregation:
