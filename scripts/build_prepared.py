@@ -12,7 +12,8 @@ cross-fitted on the exemplars) are copied into data/prepared, which the wheel sh
 store reads when it lacks an entry of its own (``mlmatch.store.prepared_dir``). A first run
 then embeds and fits nothing, and needs neither time nor scikit-learn. Entries are keyed by
 their content (model id, exemplars' hash, settings), so a stale folder is never used wrongly,
-only missed; ``tests/test_light_install.py`` fails while it is stale. Rebuild it whenever the exemplars, the model or the scoring settings change.
+only missed; ``tests/test_light_install.py`` fails while it is stale. Rebuild it whenever the
+exemplars, the model or the scoring settings change.
 """
 
 from __future__ import annotations
