@@ -167,6 +167,46 @@ def test_a_formula_never_computed_is_refused_naming_the_cell(runner, tmp_path: P
     assert not out.exists()
 
 
+# ----------------------------------------------------------------------------- text forms
+
+
+def _mathematical_bold(text: str) -> str:
+    """``text`` in mathematical bold letters and digits (U+1D400...), as some tools paste it."""
+    out = []
+    for character in text:
+        if "A" <= character <= "Z":
+            out.append(chr(0x1D400 + ord(character) - ord("A")))
+        elif "a" <= character <= "z":
+            out.append(chr(0x1D41A + ord(character) - ord("a")))
+        elif "0" <= character <= "9":
+            out.append(chr(0x1D7CE + ord(character) - ord("0")))
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+def _full_width(text: str) -> str:
+    """``text`` in full-width forms (U+FF01...), as East Asian input methods type it."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize("form", [_full_width, _mathematical_bold])
+def test_full_width_and_mathematical_letters_read_as_plain_letters(fake_matcher, form):
+    # Before: such text got other answers (with the real model: no category, 8 of 8).
+    plain = "Forecast next month sales demand for 12 stores"
+    styled = form(plain)
+    assert styled != plain
+    expected = fake_matcher.classify(plain)
+    result = fake_matcher.classify(styled)
+    assert (result.label, result.score) == (expected.label, expected.score)
+    assert result.label == "forecasting"
+    assert result.text == styled  # the user's own text is kept in the result
+    many = fake_matcher.classify_many([styled, plain])
+    assert many[0].label == many[1].label == "forecasting"
+    assert many[0].text == styled
+    assert fake_matcher.check_text(styled) == plain
+
+
 # ----------------------------------------------------------------------------- a full disk
 
 
