@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -10,6 +16,7 @@ import pytest
 from conftest import ROOT, TINY, write_exemplar_dir
 
 from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars
+from mlmatch import exemplars as exemplars_module
 from mlmatch.exemplars import NONE_LABEL, default_exemplar_dir
 
 # The category ids and tiers are a contract (../shared/taxonomy.md).
@@ -189,3 +196,101 @@ def test_from_examples_uses_the_taxonomy(tiny_set: ExemplarSet):
 def test_yml_files_are_read(tiny_dir: Path):
     (tiny_dir / "robots.yaml").rename(tiny_dir / "robots.yml")
     assert "robots" in ExemplarSet.from_directory(tiny_dir).category_ids
+
+
+# ----------------------------------------------------------------------------- untrusted folders
+
+
+def _mlmatch_limited(*args: str) -> subprocess.CompletedProcess[str]:
+    """``mlmatch ARGS`` in a process held to 2 GB of memory and a minute, for hostile files."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+
+    return subprocess.run(
+        [sys.executable, "-m", "mlmatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+        check=False,
+    )
+
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _replace_with_zero(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("robots.yaml", _replace_with_zero, r"\(a link to /dev/zero\) is a character device"),
+        ("robots.yaml", _replace_with_fifo, r"is a FIFO \(named pipe\)"),
+        ("tiers.yaml", _replace_with_zero, r"\(a link to /dev/zero\) is a character device"),
+    ],
+)
+def test_a_device_or_fifo_is_refused_on_the_command_line(
+    tiny_dir: Path, name: str, make, message: str
+):
+    # Before: a link to /dev/zero read until MemoryError, a FIFO hung forever.
+    make(tiny_dir / name)
+    run = _mlmatch_limited("classify", "--exemplars", str(tiny_dir), "a robot arm")
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tiny_dir / name) in lines[0], run.stderr
+    assert re.search(message, lines[0])
+    assert "must be regular YAML files" in lines[0]
+
+
+def test_a_folder_or_socket_named_like_a_category_file_is_refused(tiny_dir: Path):
+    (tiny_dir / "zz.yaml").mkdir()
+    with pytest.raises(ExemplarError, match=r"zz\.yaml is a folder; exemplar files must be"):
+        ExemplarSet.from_directory(tiny_dir)
+    (tiny_dir / "zz.yaml").rmdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tiny_dir / "zz.yaml"))
+        with pytest.raises(ExemplarError, match=r"zz\.yaml is a socket"):
+            ExemplarSet.from_directory(tiny_dir)
+
+
+def test_a_file_over_the_size_limit_is_refused(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    assert exemplars_module.MAX_FILE_BYTES == 4 * 1024 * 1024  # the limit docs/cli.md states
+    limit = max(path.stat().st_size for path in tiny_dir.iterdir())
+    monkeypatch.setattr(exemplars_module, "MAX_FILE_BYTES", limit)
+    head = GOOD_HEADER + "exemplars:\n  - a robot arm "
+    _break(tiny_dir, "robots.yaml", head + "x" * (limit - len(head) - 1) + "\n")
+    assert "robots" in ExemplarSet.from_directory(tiny_dir).category_ids  # at the limit: read
+    _break(tiny_dir, "robots.yaml", head + "x" * (limit - len(head)) + "\n")
+    with pytest.raises(ExemplarError, match=rf"robots\.yaml is larger than {limit:,} bytes"):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_deep_nesting_is_refused_naming_the_file(tiny_dir: Path):
+    # Before: 50,000 nested brackets ended as "internal error: RecursionError".
+    _break(tiny_dir, "robots.yaml", GOOD_HEADER + "exemplars: " + "[" * 50_000 + "]" * 50_000)
+    with pytest.raises(
+        ExemplarError, match=r"robots\.yaml: invalid YAML at line 5, column 43: nested deeper"
+    ):
+        ExemplarSet.from_directory(tiny_dir)
+    # Nesting up to the limit is read (and then refused by the schema, not by the reader).
+    levels = exemplars_module.MAX_NESTING - 2  # the file's mapping and the string are two
+    _break(tiny_dir, "robots.yaml", GOOD_HEADER + f"exemplars: {'[' * levels}x{']' * levels}\n")
+    with pytest.raises(ExemplarError, match=r"robots\.yaml: exemplars\.0: Input should be a valid"):
+        ExemplarSet.from_directory(tiny_dir)
+
+
+def test_yaml_aliases_are_refused(tiny_dir: Path):
+    # An alias stands for a whole earlier node: a few kB could stand for gigabytes of text.
+    _break(
+        tiny_dir,
+        "robots.yaml",
+        "id: robots\nname: &n Robots\ntier: progress\ndescription: *n\nexemplars: [a robot]\n",
+    )
+    with pytest.raises(ExemplarError, match=r"robots\.yaml: .*line 4, .*the alias \*n is not"):
+        ExemplarSet.from_directory(tiny_dir)

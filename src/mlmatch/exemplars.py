@@ -23,13 +23,20 @@ belongs to no category. An optional ``context.yaml`` holds neutral sentences (``
 ``after`` lists) that wrap exemplars while the heads are trained, so that a request wrapped in
 greetings and background keeps its label. Every problem is reported as an
 :class:`~mlmatch.errors.ExemplarError` that names the file and the entry.
+
+A folder may come from anywhere, so its files are read with limits: only regular files (a link is
+followed, but a device, FIFO, socket or folder is refused), at most :data:`MAX_FILE_BYTES` each,
+nested at most :data:`MAX_NESTING` levels deep, and without YAML aliases (``*name``), which would
+let a small file stand for a huge one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import stat
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +60,8 @@ from mlmatch.models import Category, Tier
 
 __all__ = [
     "CONTEXT_FILE",
+    "MAX_FILE_BYTES",
+    "MAX_NESTING",
     "NONE_LABEL",
     "ContextPool",
     "ExemplarSet",
@@ -65,6 +74,12 @@ __all__ = [
 TIERS_FILE = "tiers.yaml"
 CONTEXT_FILE = "context.yaml"
 _ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+# The bundled files are 1 to 60 kB; the limit keeps a wrong or hostile file (a link to
+# /dev/zero, a dump of a database) from filling memory before YAML ever sees it.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# A category file nests four levels (fields, groups, a group, its exemplars); far deeper nesting
+# is no exemplar file, and would exhaust the YAML composer's recursion.
+MAX_NESTING = 32
 
 
 class TierInfo(BaseModel):
@@ -288,7 +303,7 @@ class ExemplarSet:
         if not folder.is_dir():
             raise ExemplarError(f"exemplar folder {folder} does not exist or is not a folder")
         tiers_path = folder / TIERS_FILE
-        if not tiers_path.is_file():
+        if not os.path.lexists(tiers_path):
             raise ExemplarError(f"{folder} has no {TIERS_FILE} describing the tiers")
         tiers = _validate(_TiersFile, tiers_path).tiers
         files = sorted(p for p in folder.glob("*.y*ml") if p.name not in (TIERS_FILE, CONTEXT_FILE))
@@ -323,7 +338,9 @@ class ExemplarSet:
                 groups.append(group)
         _check_cross_file_duplicates(texts, labels, defined_in)
         context_path = folder / CONTEXT_FILE
-        context = ContextPool.from_file(context_path) if context_path.is_file() else ContextPool()
+        context = (
+            ContextPool.from_file(context_path) if os.path.lexists(context_path) else ContextPool()
+        )
 
         tier_order = {tier.id: rank for rank, tier in enumerate(tiers)}
         if len(tier_order) != len(tiers):
@@ -428,7 +445,7 @@ def load_exemplars(path: str | Path | None = None) -> ExemplarSet:
 
 def _validate(model: type[_Model], path: Path) -> _Model:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        data = yaml.load(_read_bytes(path).decode("utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as error:
         raise ExemplarError(
             f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
@@ -447,8 +464,81 @@ def _validate(model: type[_Model], path: Path) -> _Model:
         raise ExemplarError(f"{path}: {problems}") from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed), refused past MAX_FILE_BYTES.
+
+    Opened without blocking, so a FIFO cannot hang the open, and checked again once open, so a
+    file swapped for a device in between is refused all the same.
+    """
+    try:
+        _check_kind(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        raise ExemplarError(
+            f"{path} cannot be read ({error.strerror or error}); check the file and its permissions"
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        _check_kind(path, os.fstat(fd).st_mode)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ExemplarError(
+            f"{path} is larger than {MAX_FILE_BYTES:,} bytes, the limit for one exemplar file "
+            "(the bundled ones are under 60 kB); check that it is the file you meant"
+        )
+    return data
+
+
+def _check_kind(path: Path, mode: int) -> None:
+    """Refuse anything but a regular file, saying what it is and where a link led."""
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    via = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    raise ExemplarError(
+        f"{path}{via} is {kind}; exemplar files must be regular YAML files, so replace it "
+        "with one or remove it from the folder"
+    )
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe YAML loader, refusing a mapping that gives one key twice (YAML keeps the last)."""
+    """The safe YAML loader, with limits for files from anywhere.
+
+    It refuses a mapping that gives one key twice (YAML keeps the last), nesting deeper than
+    :data:`MAX_NESTING`, and aliases: ``*name`` stands for a whole earlier node, so a file of a
+    few kB could stand for gigabytes of text.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"the alias *{event.anchor} is not allowed in exemplar files; write the value out",
+                mark,
+            )
+        if self._depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_NESTING} levels; an exemplar file nests four",
+                mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

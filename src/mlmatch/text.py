@@ -3,8 +3,11 @@
 The rules, which the README documents:
 
 * ``None`` and anything that is not a ``str`` raise ``TypeError``.
-* Text is Unicode-normalized (NFC); control characters other than tab and newline become spaces,
-  so a stray NUL or escape sequence neither crashes the tokenizer nor changes the meaning.
+* Text is Unicode-normalized with NFKC: full-width letters (U+FF21...), mathematical bold and
+  italic letters (U+1D400...), ligatures (U+FB01) and other compatibility forms become the plain
+  letters the model was trained on. Control characters other than tab and newline become
+  spaces, so a stray NUL or escape sequence neither crashes the tokenizer nor changes the
+  meaning. Results keep the text as it was given; only what is encoded is normalized.
 * Text that is empty, or only whitespace and control characters, raises ``ValueError``; so does
   text without a single letter in any script (``"42"``, ``"---"``), which describes no problem.
 * Text longer than ``max_chars`` raises ``ValueError`` (the limit is a guard against pasting a
@@ -53,7 +56,7 @@ def clean_text(text: object, *, max_chars: int | None = None, what: str = "text"
             f"{surrogate.start()}), which is not valid Unicode; decode the source with "
             "errors='replace' or remove the character"
         )
-    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFKC", text))
     if not cleaned.strip():
         kind = "empty" if not text else "only whitespace or control characters"
         raise ValueError(f"{what} is {kind}; pass a sentence or more describing a problem")

@@ -6,6 +6,7 @@ before any model loads, so the subprocess tests are quick.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,197 @@ def test_a_formula_never_computed_is_refused_naming_the_cell(runner, tmp_path: P
     assert "cell C2 holds a formula that was never computed" in result.stderr
     assert "open and save the workbook" in result.stderr
     assert not out.exists()
+
+
+def _rewrite_part(path: Path, change, part: str = "xl/worksheets/sheet1.xml") -> None:
+    """Rewrite one part of a workbook, as a hand-made or hostile file would hold it."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as old:
+        items = [(item, old.read(item.filename)) for item in old.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as new:
+        for item, data in items:
+            new.writestr(item.filename, change(data) if item.filename == part else data)
+
+
+def _score_xlsx(runner, source: Path, *options: str):
+    from mlmatch.cli import main
+
+    out = source.with_suffix(".out.csv")
+    args = ["score", str(source), "-o", str(out), "-t", "text", "--overwrite", *options]
+    return runner.invoke(main, args), out
+
+
+def _one_line_error(result, source: Path) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mlmatch: error: {source}"), result.stderr
+    assert "internal error" not in lines[0]
+    return lines[0]
+
+
+def test_a_cut_off_sheet_is_refused_clearly(runner, tmp_path: Path):
+    # Before: "internal error: ParseError".
+    source = tmp_path / "in.xlsx"
+    _book(source, [["text"], ["robot arm grasping boxes"], ["forecast weekly sales"]])
+    _rewrite_part(source, lambda data: data[: len(data) // 2])
+    line = _one_line_error(_score_xlsx(runner, source)[0], source)
+    assert "sheet 'Sheet': the sheet's XML is damaged or cut off" in line
+    assert "save the sheet as CSV" in line
+
+
+def test_chart_sheets_are_skipped_and_a_named_one_is_refused(runner, tmp_path: Path):
+    # Before: a chart sheet first gave "internal error: AttributeError 'Chartsheet'".
+    openpyxl = pytest.importorskip("openpyxl")
+    from openpyxl.chart import BarChart, Reference
+
+    book = openpyxl.Workbook()
+    data = book.active
+    data.title = "Data"
+    for row in (["text"], ["robot arm grasping boxes"], ["forecast weekly sales"]):
+        data.append(row)
+    chart = BarChart()
+    chart.add_data(Reference(data, min_col=1, min_row=1, max_row=3))
+    book.create_chartsheet("Chart", 0).add_chart(chart)
+    source = tmp_path / "in.xlsx"
+    book.save(source)
+
+    result, out = _score_xlsx(runner, source, "-q")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[1].startswith("robot arm grasping boxes,")
+    result, _ = _score_xlsx(runner, source, "--sheet", "Chart")
+    line = _one_line_error(result, source)
+    assert "sheet 'Chart' is a chart sheet, which holds no cells; pass a worksheet" in line
+    assert "'Data'" in line
+
+
+@pytest.mark.parametrize(
+    "dtd",
+    [
+        b'<!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>',
+        b'<!DOCTYPE worksheet [<!ENTITY b SYSTEM "file:///etc/passwd">]>',
+    ],
+)
+def test_entity_declarations_are_refused(runner, tmp_path: Path, dtd: bytes):
+    # Before: internal entities silently invented the cell's text; external ones ended as
+    # "internal error: ParseError".
+    source = tmp_path / "in.xlsx"
+    _book(source, [["text"], ["PLACEHOLDER"], ["forecast weekly sales"]])
+    _rewrite_part(
+        source,
+        lambda data: b'<?xml version="1.0"?>' + dtd + data.replace(b"PLACEHOLDER", b"&b;"),
+    )
+    line = _one_line_error(_score_xlsx(runner, source)[0], source)
+    assert "its part xl/worksheets/sheet1.xml declares a DTD (<!DOCTYPE)" in line
+
+
+def test_a_cell_longer_than_excel_allows_is_refused_naming_it(runner, tmp_path: Path):
+    from mlmatch.io import excel
+
+    assert excel.MAX_CELL_CHARS == 32_767  # Excel's own limit, as docs/cli.md says
+    source = tmp_path / "in.xlsx"
+    _book(source, [["id", "text"], [1, "robot arm"], [2, "PLACEHOLDER"]])
+    longest = b"robot " * (excel.MAX_CELL_CHARS // 6) + b"x" * (excel.MAX_CELL_CHARS % 6)
+    _rewrite_part(source, lambda data: data.replace(b"PLACEHOLDER", longest))
+    result, _ = _score_xlsx(runner, source, "-q")
+    assert result.exit_code == 0, result.output  # at the limit: read
+    _book(source, [["id", "text"], [1, "robot arm"], [2, "PLACEHOLDER"]])
+    _rewrite_part(source, lambda data: data.replace(b"PLACEHOLDER", longest + b"y"))
+    line = _one_line_error(_score_xlsx(runner, source)[0], source)
+    assert "sheet 'Sheet', cell B3 holds 32,768 characters, more than the 32,767" in line
+
+
+def test_text_longer_than_any_cell_is_refused_before_parsing(
+    runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A 949 kB zip held one 400 MB cell and took 3 GB to read; such text is refused while the
+    # part is scanned in blocks, before the XML parser could hold it (blocks made small here).
+    from mlmatch.io import excel
+
+    monkeypatch.setattr(excel, "_SCAN_BLOCK", 4096)
+    source = tmp_path / "in.xlsx"
+    _book(source, [["text"], ["PLACEHOLDER"]])
+    _rewrite_part(source, lambda data: data.replace(b"PLACEHOLDER", b"x" * 3 * 4096))
+    line = _one_line_error(_score_xlsx(runner, source)[0], source)
+    assert "its part xl/worksheets/sheet1.xml holds over 4,096 bytes of text in one piece" in line
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        ("MAX_PART_BYTES", r"its part xl/worksheets/sheet1\.xml would unpack to [\d,]+ bytes"),
+        ("MAX_WORKBOOK_BYTES", r"its XML parts would unpack to [\d,]+ bytes"),
+    ],
+)
+def test_a_workbook_that_unpacks_too_large_is_refused_naming_the_part(
+    runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, expected: str
+):
+    import re
+    import zipfile
+
+    from mlmatch.io import excel
+
+    assert (excel.MAX_PART_BYTES, excel.MAX_WORKBOOK_BYTES) == (256 * 2**20, 2**30)  # docs
+    source = tmp_path / "in.xlsx"
+    _book(source, [["text"], ["robot arm grasping boxes " * 400]])
+    with zipfile.ZipFile(source) as package:
+        sizes = {item.filename: item.file_size for item in package.infolist()}
+    smaller = sizes["xl/worksheets/sheet1.xml"] - 1
+    if limit == "MAX_WORKBOOK_BYTES":
+        smaller = sum(size for name, size in sizes.items() if name.endswith((".xml", ".rels"))) - 1
+    monkeypatch.setattr(excel, limit, smaller)
+    line = _one_line_error(_score_xlsx(runner, source)[0], source)
+    assert re.search(expected + rf", more than the {smaller:,} an Excel input may hold", line)
+    assert "save the sheet as CSV" in line
+
+
+def test_a_workbook_that_is_a_fifo_is_refused(tmp_path: Path):
+    # Before: the run hung (a link to /dev/zero too).
+    source = tmp_path / "in.xlsx"
+    os.mkfifo(source)
+    result = run_mlmatch("score", str(source), "-o", str(tmp_path / "out.csv"), "-t", "text")
+    assert result.returncode == 2
+    assert f"{source} is not a regular file" in result.stderr
+
+
+# ----------------------------------------------------------------------------- text forms
+
+
+def _mathematical_bold(text: str) -> str:
+    """``text`` in mathematical bold letters and digits (U+1D400...), as some tools paste it."""
+    out = []
+    for character in text:
+        if "A" <= character <= "Z":
+            out.append(chr(0x1D400 + ord(character) - ord("A")))
+        elif "a" <= character <= "z":
+            out.append(chr(0x1D41A + ord(character) - ord("a")))
+        elif "0" <= character <= "9":
+            out.append(chr(0x1D7CE + ord(character) - ord("0")))
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+def _full_width(text: str) -> str:
+    """``text`` in full-width forms (U+FF01...), as East Asian input methods type it."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize("form", [_full_width, _mathematical_bold])
+def test_full_width_and_mathematical_letters_read_as_plain_letters(fake_matcher, form):
+    # Before: such text got other answers (with the real model: no category, 8 of 8).
+    plain = "Forecast next month sales demand for 12 stores"
+    styled = form(plain)
+    assert styled != plain
+    expected = fake_matcher.classify(plain)
+    result = fake_matcher.classify(styled)
+    assert (result.label, result.score) == (expected.label, expected.score)
+    assert result.label == "forecasting"
+    assert result.text == styled  # the user's own text is kept in the result
+    many = fake_matcher.classify_many([styled, plain])
+    assert many[0].label == many[1].label == "forecasting"
+    assert many[0].text == styled
+    assert fake_matcher.check_text(styled) == plain
 
 
 # ----------------------------------------------------------------------------- a full disk
