@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, write_exemplar_dir
 
-from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars
-from mlmatch import yamlfiles
+from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars, yamlfiles
 from mlmatch.exemplars import NONE_LABEL, default_exemplar_dir
 
 # The category ids and tiers are a contract (../shared/taxonomy.md).

@@ -205,6 +205,7 @@ def test_default_params_come_from_the_matcher():
         "batch_size": None,
         "encoder": None,
         "config": None,
+        "extend": False,
     }
 
 

@@ -15,6 +15,7 @@ A :class:`~mlmatch.Matcher` is then only the parts; :meth:`Matcher.from_parts
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,13 @@ from mlmatch.index import ExemplarIndex, head_key, scoring_id
 from mlmatch.pipeline.scoring import Aggregation
 from mlmatch.store import ArtifactStore, artifact_key
 
-__all__ = ["MatcherParts", "build_parts", "decide_confidence", "decide_threshold"]
+__all__ = [
+    "MatcherParts",
+    "build_parts",
+    "decide_confidence",
+    "decide_threshold",
+    "with_exemplars",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,22 @@ def build_parts(config: MatcherConfig, encoder: Encoder | None = None) -> Matche
     index = ExemplarIndex.build(exemplars, encoder, config, batch_size=batch_size, store=store)
     calibrator, threshold = decide_confidence(config, index, encoder.model_id, store, source)
     return MatcherParts(config, encoder, index, calibrator, threshold, batch_size, adapter, store)
+
+
+def with_exemplars(parts: MatcherParts, exemplars: ExemplarSet) -> MatcherParts:
+    """``parts`` with other exemplars: the same encoder and store; the index and confidence anew.
+
+    Texts embedded before come from the store, and a head warm-starts from the base set's.
+    """
+    config = parts.config.replace(exemplars=exemplars)
+    store = parts.store or ArtifactStore(None)
+    index = ExemplarIndex.build(
+        exemplars, parts.encoder, config, batch_size=parts.batch_size, store=store
+    )
+    calibrator, threshold = decide_confidence(config, index, parts.encoder.model_id, store)
+    return dataclasses.replace(
+        parts, config=config, index=index, calibrator=calibrator, threshold=threshold
+    )
 
 
 def decide_confidence(

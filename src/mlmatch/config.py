@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,8 @@ class MatcherConfig:
     Args:
         model: A sentence-transformers model name or local folder; ``None`` is the bundled
             all-MiniLM-L6-v2.
-        exemplars: An exemplar folder or a loaded :class:`~mlmatch.ExemplarSet`; ``None`` is
+        exemplars: An exemplar folder, a loaded :class:`~mlmatch.ExemplarSet`, or a list of a
+            folder and layers on top of it (see :func:`~mlmatch.load_exemplars`); ``None`` is
             the bundled set.
         aggregation: How exemplar similarities become category scores (see
             :class:`~mlmatch.Aggregation`).
@@ -84,7 +86,7 @@ class MatcherConfig:
     """
 
     model: str | Path | None = None
-    exemplars: str | Path | ExemplarSet | None = None
+    exemplars: str | Path | ExemplarSet | Sequence[str | Path] | None = None
     aggregation: Aggregation = DEFAULT_AGGREGATION
     k: int = 3
     use_none: bool = True
@@ -104,6 +106,8 @@ class MatcherConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if isinstance(self.exemplars, (list, tuple)):
+            object.__setattr__(self, "exemplars", tuple(self.exemplars))
         # Strings are accepted for the enums at the boundary and stored as the enums.
         object.__setattr__(self, "aggregation", _aggregation(self.aggregation))
         if self.backend is not None:

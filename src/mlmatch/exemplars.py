@@ -24,26 +24,39 @@ belongs to no category. An optional ``context.yaml`` holds neutral sentences (``
 greetings and background keeps its label. Every problem is reported as an
 :class:`~mlmatch.errors.ExemplarError` that names the file and the entry.
 
+*Layers* extend a set without copying it (:meth:`ExemplarSet.extended`, and layer folders or
+files: see :mod:`mlmatch.exemplar_files`): new exemplars for existing categories, new
+counter-examples for ``none``. :func:`load_exemplars` stacks them, later layers on top.
+
 A folder may come from anywhere, so its files are read with limits (:mod:`mlmatch.yamlfiles`):
 only regular files, bounded in size and nesting, without YAML aliases.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
-import random
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlmatch.errors import ExemplarError
+from mlmatch.exemplar_files import (
+    CONTEXT_FILE,
+    TIERS_FILE,
+    CategoryFile,
+    ContextPool,
+    TierInfo,
+    TiersFile,
+    is_layer,
+    read_layer,
+    snippet,
+    text_key,
+    write_folder,
+)
 from mlmatch.labels import NONE_LABEL, normalize_labels
 from mlmatch.models import Category, Tier
 from mlmatch.yamlfiles import MAX_FILE_BYTES, MAX_NESTING, read_yaml
@@ -61,145 +74,6 @@ __all__ = [
     "normalize_labels",
 ]
 
-TIERS_FILE = "tiers.yaml"
-CONTEXT_FILE = "context.yaml"
-_ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-
-
-class TierInfo(BaseModel):
-    """A tier of the taxonomy and the advice shown with its categories."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: Tier
-    name: str = Field(min_length=1)
-    summary: str = Field(min_length=1, description="Completes 'This problem sits in ...'.")
-    advice: str = Field(min_length=1)
-
-
-class _TiersFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tiers: list[TierInfo] = Field(min_length=1)
-
-
-def _clean_list(texts: list[str]) -> list[str]:
-    """Whitespace-normalized texts; an empty entry or a repeat (ignoring case) is an error."""
-    cleaned: list[str] = []
-    seen: dict[str, int] = {}
-    for index, text in enumerate(texts):
-        stripped = " ".join(text.split())
-        if not stripped:
-            raise ValueError(f"entry {index} is empty")
-        key = _key(stripped)
-        if key in seen:
-            raise ValueError(f"entry {index} repeats entry {seen[key]}: {_snippet(stripped)!r}")
-        seen[key] = index
-        cleaned.append(stripped)
-    return cleaned
-
-
-class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reads_like: str = Field(min_length=1, description="Completes 'it reads like ...'.")
-    exemplars: list[str] = Field(min_length=1)
-
-    _clean = field_validator("exemplars")(_clean_list)
-
-
-class _CategoryFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=_ID_PATTERN)
-    name: str = Field(min_length=1)
-    tier: Tier | Literal["none"]
-    description: str = Field(min_length=1)
-    exemplars: list[str] = Field(default_factory=list)
-    groups: list[_Group] = Field(default_factory=list)
-
-    _clean = field_validator("exemplars")(_clean_list)
-
-    @model_validator(mode="after")
-    def _check_entries(self) -> _CategoryFile:
-        if not self.exemplars and not self.groups:
-            raise ValueError("no exemplars: give an `exemplars` list or `groups`")
-        seen: dict[str, str] = {_key(text): "exemplars" for text in self.exemplars}
-        for number, group in enumerate(self.groups):
-            where = f"groups.{number}"
-            for text in group.exemplars:
-                if _key(text) in seen:
-                    raise ValueError(
-                        f"{where} repeats an entry of {seen[_key(text)]}: {_snippet(text)!r}"
-                    )
-                seen[_key(text)] = where
-        return self
-
-    def entries(self) -> list[tuple[str, str]]:
-        """Every exemplar with what its group reads like ("" outside groups)."""
-        plain = [(text, "") for text in self.exemplars]
-        return plain + [(t, g.reads_like) for g in self.groups for t in g.exemplars]
-
-
-class _ContextFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    before: list[str] = Field(min_length=1)
-    after: list[str] = Field(min_length=1)
-
-    _clean = field_validator("before", "after")(_clean_list)
-
-
-@dataclass(frozen=True)
-class ContextPool:
-    """Neutral sentences placed around exemplars while training (see :data:`CONTEXT_FILE`)."""
-
-    before: tuple[str, ...] = ()
-    after: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.before and self.after)
-
-    def wrap(
-        self,
-        texts: Sequence[str],
-        *,
-        seed: int,
-        before: tuple[int, int] = (1, 3),
-        after: tuple[int, int] = (1, 2),
-    ) -> list[str]:
-        """Each text with ``before`` (min, max) random sentences ahead and ``after`` behind.
-
-        Seeded, so the same call gives the same texts; the sentences differ from text to text.
-        """
-        if not self:
-            raise ExemplarError("the context pool is empty; add before and after sentences")
-        rng = random.Random(seed)
-        wrapped = []
-        for text in texts:
-            head = rng.sample(self.before, min(rng.randint(*before), len(self.before)))
-            tail = rng.sample(self.after, min(rng.randint(*after), len(self.after)))
-            wrapped.append(" ".join([*head, text, *tail]))
-        return wrapped
-
-    def split(self, seed: int) -> tuple[ContextPool, ContextPool]:
-        """Two disjoint halves of the pool (seeded): one to train with, one to measure with."""
-        rng = random.Random(seed)
-        before, after = list(self.before), list(self.after)
-        rng.shuffle(before)
-        rng.shuffle(after)
-        b, a = (len(before) + 1) // 2, (len(after) + 1) // 2
-        return (
-            ContextPool(tuple(before[:b]), tuple(after[:a])),
-            ContextPool(tuple(before[b:]), tuple(after[a:])),
-        )
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ContextPool:
-        """Read a context file (``before`` and ``after`` lists of sentences)."""
-        pool = read_yaml(_ContextFile, Path(path))
-        return cls(tuple(pool.before), tuple(pool.after))
-
 
 @dataclass(frozen=True)
 class ExemplarSet:
@@ -209,6 +83,9 @@ class ExemplarSet:
     :data:`NONE_LABEL`. ``categories`` lists the real categories, best tier first.
     ``reads_like[i]`` names the group of ``texts[i]`` ("" when it has none; empty when no
     exemplar has one) and ``context`` the sentences that wrap exemplars in training.
+    ``provenance[i]`` says where a layer's exemplar came from ("" for the base set; empty when
+    no layer was added), ``layers`` names the layers added, and ``base`` is the content hash of
+    the set before them.
     """
 
     categories: tuple[Category, ...]
@@ -218,15 +95,18 @@ class ExemplarSet:
     source: str = "<memory>"
     reads_like: tuple[str, ...] = ()
     context: ContextPool = field(default_factory=ContextPool)
+    provenance: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    base: str = ""
     _by_id: dict[str, Category] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ExemplarError(f"{len(self.texts)} exemplar texts for {len(self.labels)} labels")
-        if self.reads_like and len(self.reads_like) != len(self.texts):
-            raise ExemplarError(
-                f"{len(self.reads_like)} group names for {len(self.texts)} exemplar texts"
-            )
+        for name in ("reads_like", "provenance"):
+            values = getattr(self, name)
+            if values and len(values) != len(self.texts):
+                raise ExemplarError(f"{len(values)} {name} values for {len(self.texts)} texts")
         by_id = {category.id: category for category in self.categories}
         unknown = sorted(set(self.labels) - set(by_id) - {NONE_LABEL})
         if unknown:
@@ -286,7 +166,7 @@ class ExemplarSet:
         tiers_path = folder / TIERS_FILE
         if not os.path.lexists(tiers_path):
             raise ExemplarError(f"{folder} has no {TIERS_FILE} describing the tiers")
-        tiers = read_yaml(_TiersFile, tiers_path).tiers
+        tiers = read_yaml(TiersFile, tiers_path).tiers
         files = sorted(p for p in folder.glob("*.y*ml") if p.name not in (TIERS_FILE, CONTEXT_FILE))
         if not files:
             raise ExemplarError(f"{folder} holds no category files (*.yaml)")
@@ -297,7 +177,7 @@ class ExemplarSet:
         groups: list[str] = []
         defined_in: dict[str, Path] = {}
         for file in files:
-            entry = read_yaml(_CategoryFile, file)
+            entry = read_yaml(CategoryFile, file)
             if entry.id in defined_in:
                 raise ExemplarError(
                     f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
@@ -345,7 +225,70 @@ class ExemplarSet:
             texts=tuple(self.texts[i] for i in picked),
             labels=tuple(self.labels[i] for i in picked),
             reads_like=tuple(self.reads_like[i] for i in picked) if self.reads_like else (),
+            provenance=tuple(self.provenance[i] for i in picked) if self.provenance else (),
         )
+
+    def extended(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        sources: Sequence[str] | None = None,
+        layer: str = "<memory>",
+    ) -> ExemplarSet:
+        """A copy of this set with exemplars added on top (a layer); this set is not changed.
+
+        ``labels`` are ids of this set's categories or ``none``; an unknown one is an
+        :class:`~mlmatch.errors.ExemplarError` with the closest id. A text already in the set
+        (ignoring case and spacing) under the same label is skipped; under another label it moves
+        to the new one, since the layer is the later word. ``sources`` say where each text came
+        from (kept in :attr:`provenance`); ``layer`` names the layer.
+        """
+        texts, labels = list(texts), [str(label).strip() for label in labels]
+        given = list(sources) if sources is not None else [""] * len(texts)
+        if not len(texts) == len(labels) == len(given):
+            raise ExemplarError(
+                f"{len(texts)} texts, {len(labels)} labels and {len(given)} sources in {layer}"
+            )
+        added = _check_layer(texts, labels, {*self.category_ids, NONE_LABEL}, layer)
+        rows = list(
+            zip(
+                self.texts,
+                self.labels,
+                self.reads_like or [""] * len(self),
+                self.provenance or [""] * len(self),
+                strict=True,
+            )
+        )
+        where = {text_key(text): i for i, (text, *_) in enumerate(rows)}
+        for text, label, source in zip(added, labels, given, strict=True):
+            at = where.get(text_key(text))
+            if at is not None and rows[at][1] == label:
+                continue
+            if at is not None:
+                rows[at] = ("", "", "", "")  # relabelled: the old entry goes
+            where[text_key(text)] = len(rows)
+            rows.append((text, label, "", source or layer))
+        kept = [row for row in rows if row[0]]
+        return replace(
+            self,
+            texts=tuple(r[0] for r in kept),
+            labels=tuple(r[1] for r in kept),
+            reads_like=tuple(r[2] for r in kept) if self.reads_like else (),
+            provenance=tuple(r[3] for r in kept),
+            layers=(*self.layers, layer),
+            base=self.base_hash,
+        )
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the set as a full exemplar folder (new or empty) that loads back as it is.
+
+        The folder holds the taxonomy, every exemplar (layers included) and the context pool.
+        """
+        groups = self.reads_like or ("",) * len(self)
+        rows = list(zip(self.texts, self.labels, groups, strict=True))
+        write_folder(Path(folder), self.tiers, self.categories, rows, self.context)
+        return Path(folder)
 
     def category(self, category_id: str) -> Category:
         """Return the category with this id."""
@@ -380,6 +323,11 @@ class ExemplarSet:
         for label in self.labels:
             result[label] = result.get(label, 0) + 1
         return result
+
+    @property
+    def base_hash(self) -> str:
+        """The content hash of the set before any layer (its own, when it has none)."""
+        return self.base or self.content_hash
 
     @property
     def content_hash(self) -> str:
@@ -419,9 +367,51 @@ def default_exemplar_dir() -> Path:
     )
 
 
-def load_exemplars(path: str | Path | None = None) -> ExemplarSet:
-    """Load an exemplar folder, by default the one bundled with mlmatch."""
-    return ExemplarSet.from_directory(default_exemplar_dir() if path is None else path)
+def load_exemplars(path: str | Path | Sequence[str | Path] | None = None) -> ExemplarSet:
+    """Load an exemplar folder (default: the bundled one), with any layers on top.
+
+    ``path`` is a folder, or a list: a full folder first (or the bundled set when the first is a
+    layer), then layers, each on top of the ones before. A layer is a folder without
+    ``tiers.yaml`` or a single YAML file (see :mod:`mlmatch.exemplar_files`).
+    """
+    paths = [path] if path is None or isinstance(path, (str, Path)) else list(path)
+    first = Path(paths[0]) if paths and paths[0] is not None else None
+    if first is not None and is_layer(first):
+        base, layers = ExemplarSet.from_directory(default_exemplar_dir()), paths
+    else:
+        base, layers = ExemplarSet.from_directory(first or default_exemplar_dir()), paths[1:]
+    for layer in layers:
+        if layer is None or not is_layer(Path(layer)):
+            raise ExemplarError(
+                f"{layer} is a full exemplar folder (it has {TIERS_FILE}); only the first "
+                "--exemplars may be one, the later ones are layers on top of it"
+            )
+        entries = read_layer(Path(layer))
+        base = base.extended(
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            sources=[e[2] for e in entries],
+            layer=str(layer),
+        )
+    return base
+
+
+def _check_layer(texts: list[str], labels: list[str], known: set[str], layer: str) -> list[str]:
+    """The texts cleaned; an empty text or an unknown label is an ExemplarError naming it."""
+    cleaned = []
+    for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if label not in known:
+            close = difflib.get_close_matches(label.lower().replace(" ", "-"), sorted(known), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ExemplarError(
+                f"{layer}: exemplar {index + 1} is labelled {label!r}, which is no category of "
+                f"the base set{hint}; a layer adds exemplars to known categories or none"
+            )
+        text = " ".join(str(text).split()) if isinstance(text, str) else ""
+        if not text:
+            raise ExemplarError(f"{layer}: exemplar {index + 1} ({label}) is empty")
+        cleaned.append(text)
+    return cleaned
 
 
 def _check_cross_file_duplicates(
@@ -429,17 +419,9 @@ def _check_cross_file_duplicates(
 ) -> None:
     seen: dict[str, str] = {}
     for text, label in zip(texts, labels, strict=True):
-        key = _key(text)
+        key = text_key(text)
         if key in seen and seen[key] != label:
             raise ExemplarError(
-                f"{files[label]}: exemplar {_snippet(text)!r} also appears in {files[seen[key]]}"
+                f"{files[label]}: exemplar {snippet(text)!r} also appears in {files[seen[key]]}"
             )
         seen[key] = label
-
-
-def _key(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def _snippet(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

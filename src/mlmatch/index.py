@@ -28,6 +28,9 @@ __all__ = ["ExemplarIndex", "head_key", "scoring_id"]
 
 logger = logging.getLogger(__name__)
 
+# Layers of up to this share of the base set reuse its cross-fitted calibration.
+LAYER_SHARE = 0.05
+
 
 @dataclass(eq=False)
 class ExemplarIndex:
@@ -128,6 +131,14 @@ class ExemplarIndex:
         """Confidence cross-fitted on the exemplars alone (stored; it carries no threshold)."""
         key = self.calibration_key(model_id)
         saved = store.load_arrays(key)
+        if saved is None and self._small_layer():
+            # A few exemplars on top of a large set barely move the scores: the base set's
+            # cross-fitted calibration still holds (benchmarks/learn.py measures it).
+            saved = store.load_arrays(
+                artifact_key(
+                    "exemplar-calibration", model_id, self.exemplars.base, self.scoring_id()
+                )
+            )
         if saved is not None:
             try:
                 return Calibrator.from_arrays(saved)
@@ -143,24 +154,43 @@ class ExemplarIndex:
         store.save_arrays(key, calibrator.to_arrays())
         return calibrator
 
+    def _small_layer(self) -> bool:
+        """Whether the exemplars are a base set plus layers of at most LAYER_SHARE of its size."""
+        added = sum(1 for source in self.exemplars.provenance if source)
+        return bool(self.exemplars.base) and added <= LAYER_SHARE * (len(self.exemplars) - added)
+
     def _fit(self, model_id: str, store: ArtifactStore) -> None:
         scorer = self.scorer
         rows = self.labels >= 0
         state = None
         linear = scorer.aggregation in (Aggregation.LINEAR, Aggregation.HYBRID)
+        warm = None
         if linear:
             state = store.load_arrays(self.head_key(model_id))
             if state is None:
-                logger.info("fitting the scoring head on %d exemplars", int(rows.sum()))
+                warm = self._base_head(model_id, store)
+                logger.info(
+                    "fitting the scoring head on %d exemplars%s",
+                    int(rows.sum()),
+                    ", starting from the base set's" if warm is not None else "",
+                )
         scorer.fit(
             self.embeddings[rows],
             self.labels[rows],
             len(self.class_ids),
             descriptions=self.descriptions,
             linear_state=state,
+            warm_start=warm,
         )
         if linear and state is None:
             store.save_arrays(self.head_key(model_id), scorer.linear_state())
+
+    def _base_head(self, model_id: str, store: ArtifactStore) -> dict[str, np.ndarray] | None:
+        """The head of the set these exemplars extend (layers on top of it), when stored."""
+        base = self.exemplars.base
+        if not base:
+            return None
+        return store.load_arrays(head_key(model_id, base, self.none_column is not None))
 
 
 def head_key(model_id: str, exemplars_hash: str, use_none: bool) -> str:

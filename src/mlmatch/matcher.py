@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlmatch.builder import MatcherParts, build_parts, decide_confidence
+from mlmatch.builder import MatcherParts, build_parts, decide_confidence, with_exemplars
 from mlmatch.calibration import Calibration, Calibrator, check_calibration_set
 from mlmatch.config import MatcherConfig
 from mlmatch.encoders import Encoder
@@ -185,6 +185,27 @@ class Matcher:
             parts, config=config, calibrator=calibrator, threshold=threshold
         )
         return Matcher.from_parts(changed)
+
+    def with_exemplars(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        sources: Sequence[str] | None = None,
+    ) -> Matcher:
+        """A copy of this matcher that knows more exemplars (a layer on top of its own).
+
+        ``labels`` are category ids or ``none`` (see :meth:`ExemplarSet.extended
+        <mlmatch.ExemplarSet.extended>`). Only the new texts are embedded, the head warm-starts
+        from this matcher's, and a small layer keeps the calibration: seconds, not a minute.
+        This matcher is not changed.
+        """
+        exemplars = self.exemplars.extended(texts, labels, sources=sources, layer="<python>")
+        return self.with_exemplar_set(exemplars)
+
+    def with_exemplar_set(self, exemplars: ExemplarSet) -> Matcher:
+        """A copy of this matcher (the same model and settings) on another exemplar set."""
+        return Matcher.from_parts(with_exemplars(self._parts, exemplars))
 
     # ----------------------------------------------------------------- what it holds
 

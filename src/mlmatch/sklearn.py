@@ -51,7 +51,9 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Scikit-learn classifier of problem descriptions, backed by a :class:`~mlmatch.Matcher`.
 
     ``fit(X, y)`` takes texts and their category ids (``none`` for text of no category) and
-    builds a matcher whose exemplars are those texts; the other parameters are the matcher's
+    builds a matcher whose exemplars are those texts, or, with ``extend=True``, the bundled
+    exemplars (or ``config.exemplars``) with those texts added as a layer; the other parameters
+    are the matcher's
     (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring settings are
     parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries the rest.
     ``predict`` answers ``"none"`` where the matcher abstains, even if ``y`` had no ``none``.
@@ -67,6 +69,8 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         batch_size: Texts per encoder batch (default: the encoder's preference).
         encoder: Any :class:`~mlmatch.Encoder` to use instead of ``model``; clones share it.
         config: Any other matcher settings; the parameters above override its values.
+        extend: Add the texts to the base exemplars instead of replacing them (only the new
+            texts are embedded, and the head starts from the base set's).
 
     """
 
@@ -81,6 +85,7 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         batch_size: int | None = _DEFAULT.batch_size,
         encoder: Encoder | None = None,
         config: MatcherConfig | None = None,
+        extend: bool = False,
     ) -> None:
         self.model = model
         self.aggregation = aggregation
@@ -91,6 +96,7 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.batch_size = batch_size
         self.encoder = encoder
         self.config = config
+        self.extend = extend
 
     def fit(self, X: Any, y: Any) -> ExemplarClassifier:
         """Build the matcher from texts ``X`` and their category ids ``y``."""
@@ -106,8 +112,14 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         if not texts:
             raise ValueError("X is empty; fit needs labelled texts of at least one category")
         labels = [str(label) for label in y]
-        exemplars = ExemplarSet.from_examples(texts, labels, taxonomy=_bundled_taxonomy())
-        config = (self.config or _DEFAULT).replace(
+        base = self.config or _DEFAULT
+        if self.extend:
+            given = base.exemplars
+            taxonomy = given if isinstance(given, ExemplarSet) else load_exemplars(given)
+            exemplars = taxonomy.extended(texts, labels, layer="<fit>")
+        else:
+            exemplars = ExemplarSet.from_examples(texts, labels, taxonomy=_bundled_taxonomy())
+        config = base.replace(
             exemplars=exemplars,
             aggregation=self.aggregation,
             k=self.k,
@@ -117,10 +129,11 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             batch_size=self.batch_size,
             # Neither predict nor predict_proba uses the calibrated confidence; skip fitting it.
             calibration=False,
-            use_cache=False,
+            # Extending reads the base set's embeddings and head from the store.
+            use_cache=base.use_cache and self.extend,
         )
         self.matcher_ = Matcher(encoder=self._shared_encoder(), config=config)
-        self.classes_ = np.array(sorted(set(labels)), dtype=object)
+        self.classes_ = np.array(sorted(set(exemplars.labels)), dtype=object)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

@@ -136,9 +136,11 @@ def matcher_options(command: F) -> F:
         ),
         click.option(
             "--exemplars",
-            type=click.Path(exists=True, file_okay=False),
-            default=None,
-            help="Exemplar folder (default: the bundled taxonomy).",
+            type=click.Path(exists=True),
+            multiple=True,
+            help="Exemplar folder (default: the bundled taxonomy), or a layer of your own "
+            "exemplars on top of it (a folder without tiers.yaml, or a YAML file); repeat to "
+            "stack layers, later ones on top.",
         ),
         click.option(
             "--threshold",
@@ -199,7 +201,7 @@ def matcher_options(command: F) -> F:
 
 def _config(
     model: str | None,
-    exemplars: str | None,
+    exemplars: tuple[str, ...],
     threshold: float | None,
     calibration: str | None,
     batch_size: int | None,
@@ -214,7 +216,7 @@ def _config(
     return MatcherConfig.from_options(
         {
             "model": model,
-            "exemplars": exemplars,
+            "exemplars": list(exemplars) or None,
             "threshold": threshold,
             "calibration": True if calibration is None else calibration,
             "batch_size": batch_size,

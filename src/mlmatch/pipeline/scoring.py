@@ -79,12 +79,14 @@ class Scorer:
         n_classes: int,
         descriptions: np.ndarray | None = None,
         linear_state: dict[str, np.ndarray] | None = None,
+        warm_start: dict[str, np.ndarray] | None = None,
     ) -> Scorer:
         """Fit on exemplar embeddings and class indices in ``range(n_classes)``.
 
         ``descriptions`` holds one embedding per class that has a description (the first
         rows); classes beyond them (``none``) get no description term. ``linear_state`` reuses
-        a previously fitted linear head (see :meth:`linear_state`).
+        a previously fitted linear head (see :meth:`linear_state`); ``warm_start`` starts the
+        fit from one (a head fitted on a few exemplars fewer converges in a few steps).
         """
         self._embeddings = embeddings
         self._labels = np.asarray(labels, dtype=np.int64)
@@ -100,7 +102,7 @@ class Scorer:
             if linear_state is not None:
                 self._coef, self._intercept = linear_state["coef"], linear_state["intercept"]
             else:
-                self._fit_linear()
+                self._fit_linear(warm_start)
         return self
 
     def linear_state(self) -> dict[str, np.ndarray]:
@@ -171,7 +173,7 @@ class Scorer:
         blended[:, :n] = (1 - w) * scores[:, :n] + w * described
         return blended
 
-    def _fit_linear(self) -> None:
+    def _fit_linear(self, warm_start: dict[str, np.ndarray] | None = None) -> None:
         linear_model = require(
             "sklearn.linear_model", "sklearn", purpose="fitting the scoring head on exemplars"
         )
@@ -180,6 +182,12 @@ class Scorer:
         if present.size < 2:
             raise ValueError("the linear head needs exemplars of at least two classes")
         model: Any = linear_model.LogisticRegression(C=self.linear_c, max_iter=2000)
+        shape = (self._n_classes, self._embeddings.shape[1])
+        if warm_start is not None and warm_start["coef"].shape == shape:
+            # sklearn starts lbfgs from coef_ and intercept_ when warm_start is set.
+            model.set_params(warm_start=True)
+            model.coef_ = np.asarray(warm_start["coef"][present], dtype=np.float64)
+            model.intercept_ = np.asarray(warm_start["intercept"][present], dtype=np.float64)
         model.fit(self._embeddings, self._labels)
         # Expand to all classes so columns line up with class indices even if one is absent.
         coef = np.full((self._n_classes, self._embeddings.shape[1]), 0.0, dtype=np.float32)

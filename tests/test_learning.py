@@ -1,0 +1,266 @@
+"""Issue 27: layered exemplars, a matcher taught in seconds, and mlmatch learn.
+
+Exact behaviour with the tiny exemplar set and the fake encoder; the encoder's calls are counted
+to show that a layer embeds only its own texts.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import FakeEncoder, write_exemplar_dir
+
+import mlmatch.cli.app
+import mlmatch.learning
+from mlmatch import ExemplarError, Matcher
+from mlmatch.cli import main
+from mlmatch.exemplars import ExemplarSet, load_exemplars
+from mlmatch.sklearn import ExemplarClassifier
+
+
+def _layer(folder: Path, category: str, texts: list[object]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{category}.yaml").write_text(yaml.safe_dump({"id": category, "exemplars": texts}))
+    return folder
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def test_a_layer_extends_the_set_with_provenance(tiny_dir: Path, tmp_path: Path):
+    layer = _layer(
+        tmp_path / "layer",
+        "robots",
+        ["robot vacuum maps the flat", {"text": "drone lands on a moving boat", "source": "x, 3"}],
+    )
+    base = load_exemplars(tiny_dir)
+    both = load_exemplars([tiny_dir, layer])
+    assert len(both) == len(base) + 2
+    assert both.texts[-2:] == ("robot vacuum maps the flat", "drone lands on a moving boat")
+    assert both.labels[-2:] == ("robots", "robots")
+    assert both.provenance[-2:] == ("robots.yaml", "x, 3")
+    assert both.layers == (str(layer),) and both.base == base.content_hash
+    assert both.source == str(tiny_dir)  # the base folder: its adapter, its name
+
+
+def test_layers_stack_later_on_top_and_a_text_moves_to_its_new_label(tiny_dir, tmp_path):
+    first = _layer(tmp_path / "one", "none", ["weekly demand forecast for stores"])
+    second = _layer(tmp_path / "two", "forecasting", ["weekly demand forecast for stores"])
+    moved = load_exemplars([tiny_dir, first])
+    assert moved.labels[moved.texts.index("weekly demand forecast for stores")] == "none"
+    back = load_exemplars([tiny_dir, first, second])
+    assert back.labels[back.texts.index("weekly demand forecast for stores")] == "forecasting"
+    assert back.texts.count("weekly demand forecast for stores") == 1
+    same = load_exemplars(
+        [tiny_dir, _layer(tmp_path / "dup", "robots", ["Legged robot  walking OUTDOORS"])]
+    )
+    assert len(same) == len(load_exemplars(tiny_dir))  # a known text under its label: skipped
+
+
+def test_a_layer_on_the_bundled_set_needs_no_base_folder(tmp_path: Path):
+    layer = tmp_path / "mine.yaml"
+    layer.write_text(yaml.safe_dump({"id": "none", "exemplars": ["rename a column in a sheet"]}))
+    extended = load_exemplars([layer])
+    assert extended.texts[-1] == "rename a column in a sheet"
+    assert len(extended) == len(load_exemplars()) + 1
+
+
+@pytest.mark.parametrize(
+    ("category", "message"),
+    [("robot", "did you mean 'robots'"), ("Robots and drones", "no category of the base set")],
+)
+def test_an_id_the_base_does_not_know_is_refused(tiny_dir, tmp_path, category, message):
+    layer = _layer(tmp_path / "layer", category, ["a drone"])
+    with pytest.raises(ExemplarError, match=message):
+        load_exemplars([tiny_dir, layer])
+
+
+def test_a_full_folder_after_the_first_is_refused(tiny_dir: Path, tmp_path: Path):
+    other = write_exemplar_dir(tmp_path / "other")
+    with pytest.raises(ExemplarError, match="only the first --exemplars may be one"):
+        load_exemplars([tiny_dir, other])
+
+
+def test_a_set_built_from_texts_saves_as_a_folder_and_loads_back(tiny_set: ExemplarSet, tmp_path):
+    built = tiny_set.extended(["drone lands on a moving boat"], ["robots"])
+    folder = built.save(tmp_path / "saved")
+    again = load_exemplars(folder)
+    assert sorted(again) == sorted(built)
+    assert again.category_ids == built.category_ids and again.context == built.context
+    with pytest.raises(ExemplarError, match="not an empty folder"):
+        built.save(folder)
+
+
+# ----------------------------------------------------------------------------- matchers
+
+
+def test_with_exemplars_embeds_only_the_new_texts_and_leaves_the_matcher(tiny_dir, tmp_path):
+    encoder = FakeEncoder()
+    matcher = Matcher(exemplars=tiny_dir, encoder=encoder, cache_dir=tmp_path / "cache")
+    text = "robot revenue outlook"
+    assert matcher.classify(text).label != "forecasting"
+    encoder.encoded.clear()
+    taught = matcher.with_exemplars([text], ["forecasting"])
+    assert encoder.encoded == [text]
+    assert taught.classify(text).label == "forecasting"
+    assert matcher.classify(text).label != "forecasting"  # the old matcher is unchanged
+    assert len(taught.exemplars) == len(matcher.exemplars) + 1
+
+
+def test_a_layer_given_as_a_list_reaches_the_matcher(tiny_dir: Path, tmp_path: Path):
+    layer = _layer(tmp_path / "layer", "forecasting", ["robot revenue outlook"])
+    matcher = Matcher(exemplars=[tiny_dir, layer], encoder=FakeEncoder(), use_cache=False)
+    assert matcher.classify("robot revenue outlook").label == "forecasting"
+
+
+def test_the_estimator_can_extend_the_base_set(tiny_dir: Path, tmp_path: Path):
+    from mlmatch import MatcherConfig
+
+    config = MatcherConfig(exemplars=tiny_dir, cache_dir=tmp_path / "cache")
+    clf = ExemplarClassifier(encoder=FakeEncoder(), config=config, extend=True)
+    clf.fit(["robot revenue outlook"], ["forecasting"])
+    assert "robots" in clf.classes_ and "none" in clf.classes_
+    assert list(clf.predict(["robot arm grasping boxes warehouse"])) == ["robots"]
+    assert list(clf.predict(["robot revenue outlook"])) == ["forecasting"]
+
+
+# ----------------------------------------------------------------------------- mlmatch learn
+
+
+@pytest.fixture
+def learner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """The CLI with matchers on the fake encoder, as each command's config asks."""
+    encoder = FakeEncoder()
+    cache = tmp_path / "cache"
+
+    def build(config, **_):
+        return Matcher(config=config.replace(cache_dir=cache), encoder=encoder)
+
+    monkeypatch.setattr(mlmatch.cli.app, "build_matcher", build)
+    return CliRunner()
+
+
+def _corrections(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "text", "mlmatch_label", "mlmatch_runner_up", "correct_label"])
+        for number, (text, label) in enumerate(rows, start=1):
+            writer.writerow([number, text, "robots", "none", label])
+    return path
+
+
+def test_learn_writes_the_layer_and_the_corrections_get_their_labels(learner, tiny_dir, tmp_path):
+    source = _corrections(
+        tmp_path / "corrections.csv",
+        [
+            ("robot revenue outlook", "forecasting"),
+            ("print the weekly report of ticket counts", "none"),
+            ("robot gripper picks fruit", "robots"),  # already an exemplar: skipped
+            ("assistant that drafts replies to tickets", ""),  # not reviewed yet
+            ("robot revenue outlook", "forecasting"),  # repeated: skipped
+        ],
+    )
+    layer = tmp_path / "layer"
+    args = ["learn", str(source), "--into", str(layer), "--exemplars", str(tiny_dir)]
+    result = learner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) without a label are left for later" in result.stderr
+    assert "added 2 exemplar(s)" in result.stderr and "forecasting 1, none 1" in result.stderr
+    assert "skipped 2 already known with the same label" in result.stderr
+    assert "4 of 4 correction(s) now get their label" in result.stderr
+    written = yaml.safe_load((layer / "forecasting.yaml").read_text())
+    assert written == {
+        "id": "forecasting",
+        "exemplars": [{"text": "robot revenue outlook", "source": "corrections.csv, row 1"}],
+    }
+    taught = Matcher(exemplars=[tiny_dir, layer], encoder=FakeEncoder(), use_cache=False)
+    assert taught.classify("robot revenue outlook").label == "forecasting"
+    again = learner.invoke(main, args)  # the same file again: nothing new
+    assert "added 0 exemplar(s)" in again.stderr
+
+
+def test_learn_refuses_bad_rows_and_writes_nothing(learner, tiny_dir, tmp_path):
+    layer = _layer(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
+    before = {p.name: p.read_bytes() for p in layer.iterdir()}
+    source = _corrections(
+        tmp_path / "bad.csv",
+        [("good text about robots", "robots"), ("x", "robot"), ("", "none"), ("y", "Foo Bar")],
+    )
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(layer), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 2
+    assert "3 row(s) cannot be learned, so nothing was written" in result.stderr
+    assert "row 2: 'robot' is no category (did you mean 'robots'?)" in result.stderr
+    assert "row 3: the text is empty" in result.stderr and "row 4: 'Foo Bar'" in result.stderr
+    assert {p.name: p.read_bytes() for p in layer.iterdir()} == before
+
+
+def test_learn_reports_a_conflict_with_the_exemplars_it_clashes_with(learner, tiny_dir, tmp_path):
+    source = _corrections(tmp_path / "c.csv", [("weekly demand forecast for stores", "none")])
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(tmp_path / "l"), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "conflict: c.csv, row 1 (none)" in result.stderr
+    assert "forecasting 1.00 “weekly demand forecast for stores”" in result.stderr
+    skipped = learner.invoke(
+        main,
+        [
+            "learn",
+            str(source),
+            "--into",
+            str(tmp_path / "m"),
+            "--exemplars",
+            str(tiny_dir),
+            "--skip-conflicts",
+        ],
+    )
+    assert "added 0 exemplar(s)" in skipped.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_failed_write_leaves_the_layer_as_it_was(learner, tiny_dir, tmp_path, monkeypatch):
+    layer = _layer(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
+    before = {p.name: p.read_bytes() for p in layer.iterdir()}
+    real = mlmatch.learning.write_layer
+
+    def half(folder: Path, entries) -> None:
+        real(folder, dict(list(entries.items())[:1]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mlmatch.learning, "write_layer", half)
+    source = _corrections(
+        tmp_path / "c.csv",
+        [("quarterly revenue outlook", "forecasting"), ("print ticket counts", "none")],
+    )
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(layer), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    assert {p.name: p.read_bytes() for p in layer.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_learn_check_prints_accuracy_before_and_after(learner, tiny_dir, tmp_path):
+    source = _corrections(tmp_path / "c.csv", [("robot revenue outlook", "forecasting")])
+    check = tmp_path / "check.csv"
+    check.write_text("text,label\nrobot revenue outlook,forecasting\n")
+    result = learner.invoke(
+        main,
+        [
+            "learn",
+            str(source),
+            "--into",
+            str(tmp_path / "l"),
+            "--exemplars",
+            str(tiny_dir),
+            "--check",
+            str(check),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{check}: top-1 0.000 -> 1.000" in result.stderr
