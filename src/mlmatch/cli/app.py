@@ -33,6 +33,7 @@ __all__ = [
     "build_matcher",
     "main",
     "matcher_options",
+    "progress_on_stderr",
     "steps_on_stderr",
 ]
 
@@ -258,3 +259,19 @@ def steps_on_stderr(show: bool = True) -> Iterator[None]:
         package.removeHandler(handler)
         package.setLevel(level)
         package.propagate = propagate
+
+
+@contextmanager
+def progress_on_stderr(show: bool = True) -> Iterator[None]:
+    """Show the progress the library reports (:mod:`mlmatch.progress`) on stderr.
+
+    A bar per slow task on a terminal; off one (a pipe, a log, CI, ``!mlmatch`` in Jupyter) an
+    ``mlmatch: ...`` line per step, and one at most every 10 s while a task runs.
+    """
+    if not show:
+        yield
+        return
+    from mlmatch import progress
+
+    with progress.shown(sys.stderr):
+        yield
