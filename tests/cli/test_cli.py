@@ -425,32 +425,43 @@ def test_evaluate_prints_report_and_json(runner: CliRunner, tmp_path: Path):
     source.write_text(
         "text,label\n"
         "robot arm grasping boxes,robots\n"
-        "forecast next month sales,forecasting\n"
+        ",robots\n"
+        "forecast next month sales,Forecasting\n"
         "recipe for chocolate cake,none\n"
-        "fine tune pretrained model,robots\n"
-        ",robots\n",
+        "fine tune pretrained model,robots\n",
         encoding="utf-8",
     )
     args = ["evaluate", str(source), "-t", "text", "-l", "label"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "accuracy (top-1): 0.750" in result.stdout
-    assert "robots -> finetune" in result.stdout
-    assert "skipped 1 rows without text (rows 5)" in result.stderr
+    # Numbered as the skipped rows and bad labels are: from 1, the first after the header.
+    assert "  row 5: robots -> finetune  'fine tune pretrained model'" in result.stdout
+    assert "skipped 1 rows without text (rows 2)" in result.stderr
     report = json.loads(runner.invoke(main, [*args, "--json"]).stdout)
     assert report["n"] == 4
     assert report["accuracy"] == 0.75
     assert report["misclassified"][0]["index"] == 3
+    assert report["misclassified"][0]["row"] == 5
 
 
 def test_evaluate_unknown_label_is_explained(runner: CliRunner, tmp_path: Path):
     source = tmp_path / "labelled.csv"
-    source.write_text("text,label\nrobot arm,robots\n,\nrobot hand,robtos\n", encoding="utf-8")
+    source.write_text(
+        "text,label\nrobot arm,robots\n,\nrobot hand,robtos\nrobot leg,Robotz\n"
+        "cake,dessert\nrobot eye,robtos\n",
+        encoding="utf-8",
+    )
     result = runner.invoke(main, ["evaluate", str(source), "-t", "text", "-l", "label"])
     assert result.exit_code == 2
-    assert "row 3 (counting from the first after the header) has the label 'robtos'" in (
-        result.stderr
+    skipped, line = result.stderr.splitlines()
+    assert skipped == "mlmatch: skipped 1 rows without text (rows 2)"
+    assert line.startswith(
+        f"mlmatch: error: {source}: 4 labels are no category id: row 3 and row 6 are 'robtos' "
+        "(did you mean robots?), row 4 is 'Robotz' (did you mean robots?), row 5 is 'dessert'; "
+        "use one of finetune, robots, forecasting or none"
     )
+    assert line.endswith("rows count from 1, the first after the header")
 
 
 # ----------------------------------------------------------------------------- calibrate
