@@ -179,6 +179,18 @@ def test_version_and_help():
         assert command in help_text
 
 
+def test_help_docstring_and_description_name_the_three_tiers_and_none():
+    from conftest import ROOT
+
+    help_text = CliRunner().invoke(main, ["--help"]).stdout
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    description = next(line for line in pyproject.splitlines() if line.startswith("description = "))
+    for said in (help_text, mlmatch.__doc__ or "", description):
+        for word in ("revolutionary", "progress", "little-progress", "none"):
+            assert word in said, f"{word!r} missing from {said[:80]!r}"
+        assert "revolutionary advance" not in said  # only one tier of three
+
+
 # ----------------------------------------------------------------------------- score
 
 
