@@ -53,6 +53,14 @@ def test_diagnose_finds_what_was_broken(tmp_path):
     assert "[forecasting -> robots]" in text
 
 
+def test_ipython_shows_the_health_report_as_its_text(tmp_path):
+    from IPython.lib.pretty import pretty
+
+    report = diagnose(_broken_matcher(tmp_path), min_exemplars=2)
+    assert pretty(report) == report.format()
+    assert repr(report).startswith("HealthReport(categories=")  # the full repr stays
+
+
 def test_diagnose_command_json(tmp_path, monkeypatch):
     matcher = _broken_matcher(tmp_path)
     monkeypatch.setattr(mlmatch.cli.app, "build_matcher", lambda config, **_: matcher)

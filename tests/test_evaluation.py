@@ -57,6 +57,13 @@ def test_report_renders_and_converts(report):
     assert len(report.confidences) == len(report.top_correct) == report.n
 
 
+def test_ipython_shows_the_report_as_its_text(report):
+    from IPython.lib.pretty import pretty
+
+    assert pretty(report) == report.format()
+    assert repr(report).startswith("EvaluationReport(n=4")  # the full repr stays
+
+
 def test_expected_calibration_error_by_hand():
     confidence = np.array([0.9, 0.9, 0.2, 0.2])
     correct = np.array([1, 0, 0, 0], dtype=bool)

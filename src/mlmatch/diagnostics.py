@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,6 +78,10 @@ class HealthReport(_Frozen):
         from mlmatch.display import health_html
 
         return health_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: :meth:`format`, not the repr of every field."""
+        printer.text(self.format())
 
     def format(self, *, limit: int = 15) -> str:
         """A plain-text rendering for terminals."""

@@ -94,6 +94,10 @@ class EvaluationReport(BaseModel):
 
         return evaluation_html(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: :meth:`format`, not the repr of every field."""
+        printer.text(self.format())
+
     def plot_confusion(self, *, ax: Any = None, normalize: str | None = None) -> Any:
         """The confusion matrix (``none`` included) drawn by scikit-learn; needs ``[plot]``.
 
