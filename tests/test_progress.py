@@ -81,12 +81,13 @@ def test_lines_off_a_terminal_one_per_step_and_task_start_and_end():
 def test_lines_repeat_a_running_task_at_most_every_interval():
     stream = io.StringIO()
     with progress.listening(Display(stream, bars=False, interval=0.0)):
-        for _ in progress.track(range(2), "slow"):
+        for _ in progress.track(range(3), "slow"):
             pass
     lines = stream.getvalue().splitlines()
-    assert lines[1].startswith("mlmatch: slow: 1/2 (")
-    assert lines[2].startswith("mlmatch: slow: 2/2 (")
-    assert lines[3].startswith("mlmatch: slow: 2/2, done in ")
+    assert lines[1].startswith("mlmatch: slow: 1/3 (")
+    assert lines[2].startswith("mlmatch: slow: 2/3 (")
+    assert lines[3].startswith("mlmatch: slow: 3/3, done in ")  # no "3/3 (...)" line before it
+    assert len(lines) == 4
     quiet = io.StringIO()
     with progress.listening(Display(quiet, bars=False, interval=60.0)):
         for _ in progress.track(range(50), "fast"):

@@ -269,7 +269,8 @@ class Display:
             self._open[event.task] = now
             self._write(f"{event.message} ...")
         elif event.kind == "advance":
-            if now - self._open.get(event.task, now) >= self.interval:
+            finished = event.total is not None and event.done >= event.total  # "end" says so
+            if not finished and now - self._open.get(event.task, now) >= self.interval:
                 self._open[event.task] = now
                 self._write(f"{event.message}: {_count(event)} ({event.elapsed:.0f} s)")
         else:
