@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlmatch import Matcher, evaluate
+from mlmatch.labels import normalize_labels
 from mlmatch.metrics import expected_calibration_error
 
 TEXTS = [
@@ -56,6 +57,13 @@ def test_report_renders_and_converts(report):
     assert len(report.confidences) == len(report.top_correct) == report.n
 
 
+def test_ipython_shows_the_report_as_its_text(report):
+    from IPython.lib.pretty import pretty
+
+    assert pretty(report) == report.format()
+    assert repr(report).startswith("EvaluationReport(n=4")  # the full repr stays
+
+
 def test_expected_calibration_error_by_hand():
     confidence = np.array([0.9, 0.9, 0.2, 0.2])
     correct = np.array([1, 0, 0, 0], dtype=bool)
@@ -67,10 +75,57 @@ def test_label_spellings_and_errors(tiny_set, fake_encoder):
     matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
     report = evaluate(["recipe for cake", "cheap flights"], [None, "NONE"], matcher)
     assert report.accuracy == 1.0
-    with pytest.raises(ValueError, match="labels\\[1\\] is 'robotz', which is no category id"):
+    with pytest.raises(
+        ValueError, match="1 label is no category id: labels\\[1\\] is 'robotz' \\(did you mean"
+    ):
         evaluate(TEXTS[:2], ["robots", "robotz"], matcher)
     with pytest.raises(ValueError, match="2 texts but 1 labels"):
         evaluate(TEXTS[:2], ["robots"], matcher)
+
+
+IDS = ("transfer-learning", "privacy-preserving-ml", "fairness")
+
+
+def test_labels_match_ids_whatever_their_case_and_word_separators():
+    written = ["Transfer learning", "privacy_preserving_ML", " Privacy-preserving ML ", "fairness"]
+    assert normalize_labels(written, IDS) == [
+        "transfer-learning",
+        "privacy-preserving-ml",
+        "privacy-preserving-ml",
+        "fairness",
+    ]
+    assert normalize_labels(["NONE", "", None, " none "], IDS) == ["none"] * 4
+
+
+def test_every_unknown_label_is_named_with_a_suggestion():
+    labels = ["Fairness and bias", "fairness", "x", "transfer-lerning", "Fairness and bias"]
+    with pytest.raises(ValueError, match="labels are no category id") as caught:
+        normalize_labels(labels, IDS, names={"fairness": "Fairness and bias"})
+    assert str(caught.value) == (
+        "4 labels are no category id: labels[0] and labels[4] are 'Fairness and bias' (did you "
+        "mean fairness?), labels[2] is 'x', labels[3] is 'transfer-lerning' (did you mean "
+        "transfer-learning?); use one of transfer-learning, privacy-preserving-ml, fairness or "
+        "none (case, and hyphens, spaces or underscores between words, do not matter)"
+    )
+    many = [f"bad{i}" for i in range(12)] + ["bad0"] * 5
+    with pytest.raises(ValueError, match="item 0, item 12, item 13 and 3 more are 'bad0', "):
+        normalize_labels(many, IDS, where=lambda i: f"item {i}")
+    with pytest.raises(ValueError, match="and 4 other values; use one of"):
+        normalize_labels(many, IDS)
+
+
+def test_misclassified_items_name_their_rows_when_given(tiny_set, fake_encoder):
+    matcher = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False)
+    plain = evaluate(TEXTS, LABELS, matcher)
+    assert "  texts[3]: robots -> finetune  'fine tune pretrained model'" in plain.format()
+    assert plain.misclassified[0].row is None
+    report = evaluate(TEXTS, LABELS, matcher, rows=[1, 2, 4, 7])
+    assert report.misclassified[0].row == 7
+    assert "  row 7: robots -> finetune  'fine tune pretrained model'" in report.format()
+    assert "rows count from 1, the first after the header" in report.format()
+    assert list(report.to_frame()["misclassified"]["row"]) == [7]
+    with pytest.raises(ValueError, match="4 texts but 2 rows"):
+        evaluate(TEXTS, LABELS, matcher, rows=[1, 2])
 
 
 def test_calibration_error_measures_the_stated_confidence(tiny_set, fake_encoder):

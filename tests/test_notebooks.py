@@ -1,4 +1,8 @@
-"""The notebooks in notebooks/: stored without outputs, and they run from top to bottom."""
+"""The notebooks in notebooks/: stored executed, with outputs, and they still run top to bottom.
+
+The stored outputs are what a repository viewer shows; the slow tests run each notebook again in
+a fresh kernel and check that it still produces the same kinds of output, cell by cell.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # What the evaluate notebook saves with fig.savefig (EvaluationReport.plot_confusion and
 # plot_reliability) into $MLMATCH_FIGURES.
 EVALUATE_FIGURES = {"confusion_matrix.png", "reliability.png"}
+# The extras each notebook needs, which its first cell must name.
+EXTRAS = {"quickstart": "pandas", "evaluate": "pandas,plot"}
 # The HTML that each notebook's rich displays must show (classes set by mlmatch.display and the
 # report page's title), so a notebook that stops displaying them fails.
 RICH_DISPLAYS = {
@@ -29,18 +35,39 @@ def _code_cells(name: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_is_stored_without_outputs(name: str) -> None:
+def test_notebook_is_stored_executed_with_outputs(name: str) -> None:
     cells = _code_cells(name)
     assert cells, f"{name}.ipynb has no code cells"
-    for index, cell in enumerate(cells):
-        assert cell["outputs"] == [], f"{name}.ipynb code cell {index} has stored outputs"
-        assert cell["execution_count"] is None, f"{name}.ipynb code cell {index} was executed"
+    counts = [cell["execution_count"] for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), f"{name}.ipynb was not run top to bottom"
+    outputs = [output for cell in cells for output in cell["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"], f"{name}.ipynb stored errors"
+    assert sum(bool(cell["outputs"]) for cell in cells) >= len(cells) // 2
+    _assert_rich_displays(name, outputs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_says_which_extras_it_needs(name: str) -> None:
+    notebook = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8"))
+    first = "".join(notebook["cells"][0]["source"])
+    assert notebook["cells"][0]["cell_type"] == "markdown"
+    assert f'pip install "mlmatch[{EXTRAS[name]}]"' in first
+    assert f'pip install -c constraints.txt ".[{EXTRAS[name]}]"' in first
+
+
+def _kinds(outputs: list[dict]) -> set[tuple[str, ...]]:
+    """What a cell's outputs are made of: their types, stream names and MIME types."""
+    return {
+        (output["output_type"], output.get("name", ""), *sorted(output.get("data", {})))
+        for output in outputs
+    }
 
 
 def _execute(name: str) -> list[dict]:
     """Run a notebook in a fresh python3 kernel with cwd notebooks/; fail on any error.
 
-    Returns the outputs of its code cells.
+    Returns the outputs of its code cells, after checking that each cell produced the same kinds
+    of output as the stored one (so the stored outputs are not stale).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -66,6 +93,13 @@ def _execute(name: str) -> list[dict]:
     assert not errors, f"{name}.ipynb produced errors: {errors}"
     added = _listing(NOTEBOOKS) - before
     assert not added, f"{name}.ipynb wrote into notebooks/: {sorted(added)}"
+    stored = _code_cells(name)
+    fresh = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for index, (old, new) in enumerate(zip(stored, fresh, strict=True)):
+        assert _kinds(new.outputs) == _kinds(old["outputs"]), (
+            f"{name}.ipynb code cell {index} now outputs {_kinds(new.outputs)}, but the stored "
+            f"notebook has {_kinds(old['outputs'])}: execute it again and store it"
+        )
     return outputs
 
 
@@ -95,16 +129,23 @@ def notebook_env(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
-    """Environment for the kernels (they inherit it); returns the figures folder."""
+    """Environment for the kernels (they inherit it); returns the figures folder.
+
+    The kernels' temporary folder is ``tmp_path/tmp``, where what they leave behind shows.
+    """
     figures = tmp_path / "figures"
+    (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("MLMATCH_CACHE_DIR", str(real_cache_dir))
     monkeypatch.setenv("MLMATCH_FIGURES", str(figures))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     return figures
 
 
 @pytest.mark.slow
-def test_quickstart_notebook_runs(notebook_env: Path) -> None:
+def test_quickstart_notebook_runs_and_removes_its_scratch_folder(notebook_env: Path) -> None:
     _assert_rich_displays("quickstart", _execute("quickstart"))
+    left = sorted(path.name for path in (notebook_env.parent / "tmp").glob("mlmatch-quickstart-*"))
+    assert not left, f"quickstart.ipynb left its scratch folders behind: {left}"
 
 
 @pytest.mark.slow

@@ -1,4 +1,8 @@
-"""mlmatch tells whether a problem sits where machine learning made a revolutionary advance.
+"""mlmatch names the area of machine learning a problem description belongs to, and its tier.
+
+Each of its 14 areas sits in one of three tiers, by how far machine learning has come there:
+``revolutionary``, ``progress`` or ``little-progress``. A text that is no learning problem gets
+no category (label ``none``, ``None`` in Python).
 
 >>> import mlmatch
 >>> result = mlmatch.classify("Forecast next month's electricity demand for our region")

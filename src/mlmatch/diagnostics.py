@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlmatch import progress
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.text import shorten
 
@@ -78,6 +79,10 @@ class HealthReport(_Frozen):
 
         return health_html(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: :meth:`format`, not the repr of every field."""
+        printer.text(self.format())
+
     def format(self, *, limit: int = 15) -> str:
         """A plain-text rendering for terminals."""
         lines = [f"{'category':26} {'exemplars':>9} {'cv recall':>9} {'misplaced':>9}"]
@@ -108,17 +113,48 @@ def diagnose(
     min_exemplars: int = MIN_EXEMPLARS,
     min_recall: float = MIN_RECALL,
 ) -> HealthReport:
-    """Check a matcher's exemplars (default: the bundled ones) for the usual problems."""
+    """Check a matcher's exemplars (default: the bundled ones) for the usual problems.
+
+    The slow part, cross-fitting the head, reports its progress (see :mod:`mlmatch.progress`).
+    """
     from mlmatch.matcher import default_matcher
 
     matcher = matcher if matcher is not None else default_matcher()
     exemplars = matcher.exemplars
-    embeddings = matcher.exemplar_embeddings
+    progress.step(f"comparing {len(exemplars.texts):,} exemplars with each other")
     labels = np.array(exemplars.labels)
     ids = [*exemplars.category_ids, NONE_LABEL]
-    sims = embeddings @ embeddings.T
+    sims = matcher.exemplar_embeddings @ matcher.exemplar_embeddings.T
     np.fill_diagonal(sims, -np.inf)
+    misplaced = _misplaced(sims, labels, ids, exemplars.texts)
+    duplicates = _near_duplicates(sims, labels, exemplars.texts, duplicate_similarity)
 
+    predicted = _cross_fitted_predictions(matcher)
+    counts = exemplars.counts()
+    categories = {}
+    for cid in ids:
+        if cid not in counts:
+            continue
+        recall = float((predicted[labels == cid] == cid).mean())
+        categories[cid] = CategoryHealth(
+            exemplars=counts[cid],
+            cross_fitted_recall=round(recall, 4),
+            misplaced=sum(1 for m in misplaced if m.category == cid),
+            needs_exemplars=cid != NONE_LABEL
+            and (counts[cid] < min_exemplars or recall < min_recall),
+        )
+    return HealthReport(
+        categories=categories,
+        misplaced=misplaced,
+        near_duplicates=duplicates,
+        confusable_pairs=_confusable_pairs(predicted, labels, ids),
+    )
+
+
+def _misplaced(
+    sims: np.ndarray, labels: np.ndarray, ids: list[str], texts: tuple[str, ...]
+) -> list[Misplaced]:
+    """Exemplars nearer another category's exemplars than their own, the worst first."""
     # Mean similarity of each exemplar to its nearest exemplars of every category.
     near = np.full((len(labels), len(ids)), -np.inf)
     for c, cid in enumerate(ids):
@@ -131,9 +167,9 @@ def diagnose(
     own_score = near[np.arange(len(labels)), own]
     rival = np.where(np.arange(len(ids))[None, :] == own[:, None], -np.inf, near).argmax(axis=1)
     rival_score = near[np.arange(len(labels)), rival]
-    misplaced = [
+    return [
         Misplaced(
-            text=exemplars.texts[i],
+            text=texts[i],
             category=labels[i],
             nearer=ids[rival[i]],
             own_similarity=round(float(own_score[i]), 4),
@@ -143,12 +179,17 @@ def diagnose(
         if rival_score[i] > own_score[i] or np.isnan(own_score[i])
     ]
 
-    first, second = np.nonzero(np.triu(sims >= duplicate_similarity, k=1))
-    duplicates = sorted(
+
+def _near_duplicates(
+    sims: np.ndarray, labels: np.ndarray, texts: tuple[str, ...], threshold: float
+) -> list[NearDuplicate]:
+    """Pairs of exemplars at least ``threshold`` similar, the most similar first."""
+    first, second = np.nonzero(np.triu(sims >= threshold, k=1))
+    return sorted(
         (
             NearDuplicate(
-                first=exemplars.texts[a],
-                second=exemplars.texts[b],
+                first=texts[a],
+                second=texts[b],
                 first_category=labels[a],
                 second_category=labels[b],
                 similarity=round(float(sims[a, b]), 4),
@@ -158,23 +199,11 @@ def diagnose(
         key=lambda d: -d.similarity,
     )
 
-    predicted = _cross_fitted_predictions(matcher)
-    counts = exemplars.counts()
-    categories = {}
-    for cid in ids:
-        if cid not in counts:
-            continue
-        mine = labels == cid
-        recall = float((predicted[mine] == cid).mean())
-        wrong = sum(1 for m in misplaced if m.category == cid)
-        categories[cid] = CategoryHealth(
-            exemplars=counts[cid],
-            cross_fitted_recall=round(recall, 4),
-            misplaced=wrong,
-            needs_exemplars=cid != NONE_LABEL
-            and (counts[cid] < min_exemplars or recall < min_recall),
-        )
 
+def _confusable_pairs(
+    predicted: np.ndarray, labels: np.ndarray, ids: list[str]
+) -> list[tuple[str, str, float]]:
+    """Category pairs by the share of their exemplars the cross-fitted matcher swapped."""
     pairs = []
     for a in range(len(ids)):
         for b in range(a + 1, len(ids)):
@@ -184,12 +213,7 @@ def diagnose(
             if swapped and total:
                 pairs.append((ids[a], ids[b], round(swapped / total, 4)))
     pairs.sort(key=lambda p: -p[2])
-    return HealthReport(
-        categories=categories,
-        misplaced=misplaced,
-        near_duplicates=duplicates,
-        confusable_pairs=pairs,
-    )
+    return pairs
 
 
 def _cross_fitted_predictions(matcher: Matcher) -> np.ndarray:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
 from mlmatch.metrics import confusion_counts, expected_calibration_error, precision_recall_f1
 from mlmatch.models import Classification
+from mlmatch.text import shorten
 
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
@@ -42,6 +43,11 @@ class Misclassified(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int = Field(description="Position in the evaluated sequence (0-based).")
+    row: int | None = Field(
+        default=None,
+        description="Its row in the file it came from, counting from 1 at the first row after "
+        "the header (None when the texts came from no file).",
+    )
     text: str
     label: str = Field(description="The true label (``none`` for no category).")
     predicted: str = Field(description="The matcher's answer (``none`` when it abstained).")
@@ -88,6 +94,10 @@ class EvaluationReport(BaseModel):
 
         return evaluation_html(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: :meth:`format`, not the repr of every field."""
+        printer.text(self.format())
+
     def plot_confusion(self, *, ax: Any = None, normalize: str | None = None) -> Any:
         """The confusion matrix (``none`` included) drawn by scikit-learn; needs ``[plot]``.
 
@@ -133,7 +143,7 @@ class EvaluationReport(BaseModel):
         misclassified = pd.DataFrame(
             [m.model_dump() for m in self.misclassified],
             columns=list(Misclassified.model_fields),
-        ).astype({"index": "int64", "true_rank": "Int64"})
+        ).astype({"index": "int64", "row": "Int64", "true_rank": "Int64"})
         return {
             "summary": summary,
             "per_category": per_category,
@@ -170,10 +180,17 @@ class EvaluationReport(BaseModel):
                 lines.append(f"  {count:4d}  {true} -> {predicted}")
         if self.misclassified:
             shown = self.misclassified[:max_errors]
-            lines += ["", f"misclassified: {len(self.misclassified)} (first {len(shown)} shown)"]
+            rows = shown[0].row is not None
+            counted = "; rows count from 1, the first after the header" if rows else ""
+            lines += [
+                "",
+                f"misclassified: {len(self.misclassified)} (first {len(shown)} shown{counted})",
+            ]
             for item in shown:
-                text = item.text if len(item.text) <= 90 else item.text[:89] + "…"
-                lines.append(f"  #{item.index}: {item.label} -> {item.predicted}  {text!r}")
+                place = f"row {item.row}" if item.row is not None else f"texts[{item.index}]"
+                lines.append(
+                    f"  {place}: {item.label} -> {item.predicted}  {shorten(item.text, 90)!r}"
+                )
         return "\n".join(lines)
 
 
@@ -183,27 +200,38 @@ def evaluate(
     matcher: Matcher | None = None,
     *,
     batch_size: int | None = None,
+    rows: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Classify labelled texts and measure the answers.
 
-    ``labels`` holds category ids; ``"none"``, ``""`` or ``None`` mean no category.
+    ``labels`` holds category ids (see :mod:`mlmatch.labels`: case and the separators between
+    words do not matter); ``"none"``, ``""`` or ``None`` mean no category. ``rows``, one per text,
+    names where each text sits in its file (its misclassified items then show ``row N``).
     """
     from mlmatch.matcher import default_matcher
 
     matcher = matcher if matcher is not None else default_matcher()
-    truth = normalize_labels(labels, matcher.exemplars.category_ids)
+    names = {c.id: c.name for c in matcher.exemplars.categories}
+    truth = normalize_labels(labels, matcher.exemplars.category_ids, names=names)
     if len(truth) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(truth)} labels; pass one label per text")
+    if rows is not None and len(rows) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(rows)} rows; pass one row per text")
     results = matcher.classify_many(texts, batch_size=batch_size)
-    return report_from_results(results, truth, matcher.exemplars.category_ids)
+    return report_from_results(results, truth, matcher.exemplars.category_ids, rows=rows)
 
 
 def report_from_results(
-    results: Sequence[Classification], truth: Sequence[str], category_ids: Sequence[str]
+    results: Sequence[Classification],
+    truth: Sequence[str],
+    category_ids: Sequence[str],
+    *,
+    rows: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Build the report from classifications and their true labels (``none`` for no category).
 
-    ``category_ids`` fixes the order of the per-category table and the confusion matrix.
+    ``category_ids`` fixes the order of the per-category table and the confusion matrix;
+    ``rows`` (optional) gives each item's row in its file.
     """
     predicted = [r.label or NONE_LABEL for r in results]
     n = len(truth)
@@ -225,20 +253,7 @@ def report_from_results(
     }
     present = [i for i, label in enumerate(labels) if label in seen]
     confusion = confusion_counts(truth, predicted, labels)
-    misclassified = [
-        Misclassified(
-            index=i,
-            text=r.text,
-            label=t,
-            predicted=p,
-            score=r.score,
-            true_rank=next(
-                (rank for rank, m in enumerate(r.matches, 1) if m.category.id == t), None
-            ),
-        )
-        for i, (t, p, r) in enumerate(zip(truth, predicted, results, strict=True))
-        if t != p
-    ]
+    misclassified = _misclassified(results, truth, predicted, rows)
     # The confidence a match states is "this category is the right one", so it is checked
     # against that, abstentions included.
     top = [r.matches[0] for r in results]
@@ -261,3 +276,27 @@ def report_from_results(
         confidences=confidence.tolist(),
         top_correct=top_right.tolist(),
     )
+
+
+def _misclassified(
+    results: Sequence[Classification],
+    truth: Sequence[str],
+    predicted: Sequence[str],
+    rows: Sequence[int] | None,
+) -> list[Misclassified]:
+    """The items whose answer is not their true label, in input order."""
+    return [
+        Misclassified(
+            index=i,
+            row=None if rows is None else rows[i],
+            text=r.text,
+            label=t,
+            predicted=p,
+            score=r.score,
+            true_rank=next(
+                (rank for rank, m in enumerate(r.matches, 1) if m.category.id == t), None
+            ),
+        )
+        for i, (t, p, r) in enumerate(zip(truth, predicted, results, strict=True))
+        if t != p
+    ]

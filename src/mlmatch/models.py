@@ -118,6 +118,20 @@ class Classification(_Frozen):
         """Score gap between the best and the second-ranked category."""
         return self.matches[0].score - self.matches[1].score if len(self.matches) > 1 else 1.0
 
+    def __str__(self) -> str:
+        """One line, as ``mlmatch classify`` starts its answer; ``repr()`` keeps every field.
+
+        ``"time-series-forecasting · Time-series forecasting · little-progress · score 0.93"``,
+        or ``"no category (closest: time-series-forecasting, score 0.39)"``.
+        """
+        best = self.matches[0]
+        if self.label is None:
+            return f"no category (closest: {best.category.id}, score {best.score:.2f})"
+        return (
+            f"{self.label} · {best.category.name} · {best.category.tier.value} "
+            f"· score {best.score:.2f}"
+        )
+
     def _repr_html_(self) -> str:
         from mlmatch.display import classification_html
 

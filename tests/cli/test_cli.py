@@ -59,9 +59,11 @@ def test_classify_top_shows_evidence(runner: CliRunner):
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
-        (["classify", ""], None, "mlmatch: error: texts[0] is empty"),
+        (["classify", ""], None, "mlmatch: error: the text is empty"),
         (["classify"], "\n  \n", "mlmatch: error: stdin held no text to classify"),
-        (["classify", "42"], None, "mlmatch: error: texts[0] has no letters"),
+        (["classify", "42"], None, "mlmatch: error: the text has no letters"),
+        (["classify"], "42\n", "mlmatch: error: line 1 has no letters"),
+        (["classify", "-"], "\n42\n", "mlmatch: error: stdin has no letters"),
     ],
 )
 def test_classify_bad_input_is_one_line_exit_2(runner: CliRunner, args, stdin, message):
@@ -70,6 +72,88 @@ def test_classify_bad_input_is_one_line_exit_2(runner: CliRunner, args, stdin, m
     assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
     assert result.stderr.startswith(message)
     assert "Traceback" not in result.stderr
+
+
+def test_classify_refuses_to_read_stdin_twice(runner: CliRunner):
+    result = runner.invoke(main, ["classify", "-", "--file", "-"], input="robot arm")
+    assert result.exit_code == 2
+    assert "Error: stdin can be read only once: give - (or --file -) once" in result.stderr
+
+
+def test_classify_several_texts_each_name_their_input(runner: CliRunner):
+    result = runner.invoke(main, ["classify", "robot arm grasping boxes", "recipe for cake"])
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.strip().split("\n\n")
+    assert blocks[0].startswith("[argument 1] robot arm grasping boxes\nrobots · Robots")
+    assert blocks[1].startswith("[argument 2] recipe for cake\nno category (closest:")
+
+
+def test_classify_one_text_prints_its_answer_only(runner: CliRunner):
+    result = runner.invoke(main, ["classify", "robot arm grasping boxes"])
+    assert result.stdout.startswith("robots · Robots · progress · score")
+
+
+def test_classify_a_bad_line_is_reported_in_place_and_the_rest_classified(runner: CliRunner):
+    stdin = "forecast next month sales\n\n42\nrobot arm\n"
+    result = runner.invoke(main, ["classify"], input=stdin)
+    assert result.exit_code == 2
+    blocks = result.stdout.strip().split("\n\n")
+    assert blocks[0].startswith("[line 1] forecast next month sales\nforecasting ·")
+    # Lines are numbered as an editor numbers them: the blank line counts.
+    assert blocks[1] == "[line 3] 42\n  error: line 3 has no letters ('42'); pass words " + (
+        "describing a problem"
+    )
+    assert blocks[2].startswith("[line 4] robot arm\nrobots ·")
+    assert result.stderr == (
+        "mlmatch: error: 1 of 3 texts could not be classified (line 3); their errors are "
+        "printed in their place\n"
+    )
+
+
+def test_classify_json_prints_an_error_object_in_place(runner: CliRunner):
+    stdin = "forecast next month sales\n42\nrobot arm\n\xff\xfe\n"
+    result = runner.invoke(main, ["classify", "--json"], input=stdin.encode("latin-1"))
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    assert Classification.model_validate_json(lines[0]).label == "forecasting"
+    assert json.loads(lines[1]) == {
+        "error": "line 2 has no letters ('42'); pass words describing a problem",
+        "text": "42",
+        "line": 2,
+    }
+    assert Classification.model_validate_json(lines[2]).label == "robots"
+    assert json.loads(lines[3]) == {
+        "error": "line 4 is not UTF-8 text (byte 0xff at offset 0); save it as UTF-8",
+        "text": None,
+        "line": 4,
+    }
+    assert "2 of 4 texts could not be classified (line 2, line 4)" in result.stderr
+
+
+def test_classify_reads_a_whole_file_or_all_of_stdin_as_one_text(runner: CliRunner, tmp_path: Path):
+    mail = "Hi team,\n\nwe want to forecast next month sales.\n\nBest, Ann\n"
+    (tmp_path / "mail.txt").write_text(mail, encoding="utf-8")
+    from_file = runner.invoke(main, ["classify", "--json", "--file", str(tmp_path / "mail.txt")])
+    from_stdin = runner.invoke(main, ["classify", "--json", "-"], input=mail)
+    for result in (from_file, from_stdin):
+        assert result.exit_code == 0, result.output
+        (line,) = result.stdout.splitlines()
+        assert Classification.model_validate_json(line).text == mail
+    both = runner.invoke(main, ["classify", "robot arm", "--file", str(tmp_path / "mail.txt")])
+    assert "[argument 1] robot arm\n" in both.stdout
+    assert f"[{tmp_path / 'mail.txt'}] Hi team, we want to forecast next month sales." in (
+        both.stdout
+    )
+
+
+def test_classification_str_is_the_first_line_of_the_answer(runner: CliRunner, fake_matcher):
+    for text in ("robot arm grasping boxes", "recipe for cake"):
+        result = fake_matcher.classify(text)
+        printed = runner.invoke(main, ["classify", text]).stdout
+        assert str(result) == printed.splitlines()[0]
+        assert "matches=" in repr(result)  # the full repr stays
+    assert str(fake_matcher.classify("recipe for cake")).startswith("no category (closest: ")
 
 
 # ----------------------------------------------------------------------------- categories
@@ -93,6 +177,18 @@ def test_version_and_help():
     help_text = runner.invoke(main, ["--help"]).stdout
     for command in ("classify", "score", "categories", "evaluate"):
         assert command in help_text
+
+
+def test_help_docstring_and_description_name_the_three_tiers_and_none():
+    from conftest import ROOT
+
+    help_text = CliRunner().invoke(main, ["--help"]).stdout
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    description = next(line for line in pyproject.splitlines() if line.startswith("description = "))
+    for said in (help_text, mlmatch.__doc__ or "", description):
+        for word in ("revolutionary", "progress", "little-progress", "none"):
+            assert word in said, f"{word!r} missing from {said[:80]!r}"
+        assert "revolutionary advance" not in said  # only one tier of three
 
 
 # ----------------------------------------------------------------------------- score
@@ -341,32 +437,43 @@ def test_evaluate_prints_report_and_json(runner: CliRunner, tmp_path: Path):
     source.write_text(
         "text,label\n"
         "robot arm grasping boxes,robots\n"
-        "forecast next month sales,forecasting\n"
+        ",robots\n"
+        "forecast next month sales,Forecasting\n"
         "recipe for chocolate cake,none\n"
-        "fine tune pretrained model,robots\n"
-        ",robots\n",
+        "fine tune pretrained model,robots\n",
         encoding="utf-8",
     )
     args = ["evaluate", str(source), "-t", "text", "-l", "label"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "accuracy (top-1): 0.750" in result.stdout
-    assert "robots -> finetune" in result.stdout
-    assert "skipped 1 rows without text (rows 5)" in result.stderr
+    # Numbered as the skipped rows and bad labels are: from 1, the first after the header.
+    assert "  row 5: robots -> finetune  'fine tune pretrained model'" in result.stdout
+    assert "skipped 1 rows without text (rows 2)" in result.stderr
     report = json.loads(runner.invoke(main, [*args, "--json"]).stdout)
     assert report["n"] == 4
     assert report["accuracy"] == 0.75
     assert report["misclassified"][0]["index"] == 3
+    assert report["misclassified"][0]["row"] == 5
 
 
 def test_evaluate_unknown_label_is_explained(runner: CliRunner, tmp_path: Path):
     source = tmp_path / "labelled.csv"
-    source.write_text("text,label\nrobot arm,robots\n,\nrobot hand,robtos\n", encoding="utf-8")
+    source.write_text(
+        "text,label\nrobot arm,robots\n,\nrobot hand,robtos\nrobot leg,Robotz\n"
+        "cake,dessert\nrobot eye,robtos\n",
+        encoding="utf-8",
+    )
     result = runner.invoke(main, ["evaluate", str(source), "-t", "text", "-l", "label"])
     assert result.exit_code == 2
-    assert "row 3 (counting from the first after the header) has the label 'robtos'" in (
-        result.stderr
+    skipped, line = result.stderr.splitlines()
+    assert skipped == "mlmatch: skipped 1 rows without text (rows 2)"
+    assert line.startswith(
+        f"mlmatch: error: {source}: 4 labels are no category id: row 3 and row 6 are 'robtos' "
+        "(did you mean robots?), row 4 is 'Robotz' (did you mean robots?), row 5 is 'dessert'; "
+        "use one of finetune, robots, forecasting or none"
     )
+    assert line.endswith("rows count from 1, the first after the header")
 
 
 # ----------------------------------------------------------------------------- calibrate

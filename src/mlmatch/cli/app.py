@@ -33,6 +33,7 @@ __all__ = [
     "build_matcher",
     "main",
     "matcher_options",
+    "progress_on_stderr",
     "steps_on_stderr",
 ]
 
@@ -110,7 +111,12 @@ def _check_backend_env(ctx: click.Context, param: click.Parameter, value: str | 
 @click.version_option(__version__, prog_name="mlmatch")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def main(debug: bool) -> None:
-    """Tell whether a problem sits where machine learning made a revolutionary advance."""
+    """Name the area of machine learning a problem belongs to, and how far ML has come there.
+
+    Each of the 14 areas sits in one of three tiers: revolutionary (modern ML changed what is
+    possible), progress (useful methods, but no reliable recipe) or little-progress (ML helps
+    about as much as around 2012). A text that is no learning problem gets no category (none).
+    """
 
 
 _MATCHER_OPTIONS = (
@@ -260,3 +266,19 @@ def steps_on_stderr(show: bool = True) -> Iterator[None]:
         package.removeHandler(handler)
         package.setLevel(level)
         package.propagate = propagate
+
+
+@contextmanager
+def progress_on_stderr(show: bool = True) -> Iterator[None]:
+    """Show the progress the library reports (:mod:`mlmatch.progress`) on stderr.
+
+    A bar per slow task on a terminal; off one (a pipe, a log, CI, ``!mlmatch`` in Jupyter) an
+    ``mlmatch: ...`` line per step, and one at most every 10 s while a task runs.
+    """
+    if not show:
+        yield
+        return
+    from mlmatch import progress
+
+    with progress.shown(sys.stderr):
+        yield

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mlmatch import progress
 from mlmatch.calibration import Calibrator, choose_calibrator
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.extras import require
@@ -58,7 +59,7 @@ def cross_fitted_scores(
         splits = list(folds.split(embeddings, truth))
     scored = labels >= 0
     scores = np.zeros((len(truth), n_classes))
-    for train, test in splits:
+    for train, test in progress.track(splits, "cross-fitting the head", unit="folds"):
         train = train[scored[train]]
         fold = new_scorer()
         fold.fit(embeddings[train], labels[train], n_classes, descriptions=descriptions)
