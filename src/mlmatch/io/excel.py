@@ -19,21 +19,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlmatch.errors import DataFileError
+from mlmatch.extras import require
 from mlmatch.io.formats import Format, TableReader, check_input
 
-__all__ = ["XLSX_HINT", "xlsx_reader"]
-
-XLSX_HINT = 'reading .xlsx files needs openpyxl: pip install "mlmatch[xlsx]"'
+__all__ = ["xlsx_reader"]
 
 
 def xlsx_reader(path: str, sheet: str | None) -> TableReader:
     """The rows of one sheet (default: the first) of the workbook at ``path``."""
     if path == "-":
         raise DataFileError("Excel files cannot be read from stdin; pass a file path")
-    try:
-        import openpyxl
-    except ImportError:
-        raise DataFileError(XLSX_HINT) from None
+    openpyxl = require("openpyxl", "xlsx", purpose="reading .xlsx files")
     check_input(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
