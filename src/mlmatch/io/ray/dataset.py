@@ -74,9 +74,10 @@ class DatasetScorer:
     ) -> None:
         from mlmatch.matcher import Matcher
 
-        self.text_columns = list(text_columns)
+        self.text_columns, self.top = list(text_columns), top
         self.matcher = Matcher(encoder=encoder, config=config)
         self.scorer = RowScorer(self.matcher, top=top)
+        self.columns = self.scorer.names  # the columns each batch gains
 
     def __call__(self, batch: Any) -> Any:
         """Score one batch and return it with the added columns."""
