@@ -32,7 +32,14 @@ from mlmatch.io.outputs import (
     place,
     save_checkpoint,
 )
-from mlmatch.io.rows import RowScorer, Surface, find_columns, locate
+from mlmatch.io.rows import (
+    RowScorer,
+    Surface,
+    find_columns,
+    output_columns,
+    refuse_added_columns,
+    text_columns_of,
+)
 from mlmatch.io.tables import open_reader
 from mlmatch.io.writers import TableWriter, open_writer
 
@@ -131,25 +138,22 @@ def run(matcher: Matcher, job: ScoreJob, *, progress: Progress | None = None) ->
 
 
 def _text_columns(reader: TableReader, job: ScoreJob) -> tuple[list[str], list[int]]:
-    """The names and positions of the job's text columns in the table."""
-    if not reader.columns and reader.format is Format.JSONL:
-        reader.columns.extend(job.text_columns)  # an empty JSON Lines file: nothing to check
-    columns, path = reader.columns, job.input_path
-    positions = _hinted(reader, lambda: locate(columns, job.text_columns, job.top, path))
-    return [reader.columns[p] for p in positions], positions
+    """The names and positions of the job's text columns (none named: the table's only one)."""
+    names = text_columns_of(reader.columns, job.text_columns, job.input_path)
+    positions = column_positions(reader, names, job.input_path)
+    refuse_added_columns(reader.columns, output_columns(job.top), job.input_path)
+    return names, positions
 
 
 def column_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
-    """Positions of the named columns in a table; see :func:`~mlmatch.io.rows.find_columns`."""
+    """Positions of the named columns in a table; see :func:`~mlmatch.io.rows.find_columns`.
+
+    A CSV whose header holds ';' adds a hint to the error.
+    """
     if not reader.columns and reader.format is Format.JSONL:
         reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
-    return _hinted(reader, lambda: find_columns(reader.columns, names, path))
-
-
-def _hinted(reader: TableReader, find: Callable[[], list[int]]) -> list[int]:
-    """``find()``; a CSV whose header holds ';' adds a hint to its error."""
     try:
-        return find()
+        return find_columns(reader.columns, names, path)
     except DataFileError as error:
         if reader.format is Format.CSV and any(
             reader.delimiter != ";" and ";" in c for c in reader.columns
