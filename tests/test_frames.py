@@ -84,7 +84,8 @@ def test_values_equal_what_mlmatch_score_writes(runner, fake_matcher, proposals,
     for column in output_columns(top):
         got = [as_written(v) for v in result[column]]
         assert got == list(expected[column]), column
-    errors = {i: e for i, e in zip(data["id"], result["mlmatch_error"], strict=True) if e}
+    errors = dict(zip(data["id"], result["mlmatch_error"], strict=True))
+    errors = {i: e for i, e in errors.items() if isinstance(e, str)}  # missing on good rows
     assert sorted(errors) == ["E1", "E2", "E3", "E4"]  # E5: one empty column, the other is text
     assert errors["E1"].startswith("text is empty")
     assert errors["E2"].startswith("text has no letters")
@@ -99,7 +100,25 @@ def test_score_columns_are_floats_and_text_columns_strings(fake_matcher):
     assert math.isnan(result["mlmatch_score"].iloc[1])
     assert math.isnan(result["mlmatch_score_2"].iloc[1])
     assert pd.api.types.is_string_dtype(result["mlmatch_label"])
-    assert list(result["mlmatch_label"]) == ["robots", "", "forecasting"]
+    labels = result["mlmatch_label"]
+    assert list(labels[labels.notna()]) == ["robots", "forecasting"]
+    assert list(labels.isna()) == [False, True, False]  # an error row has no label (issue 29)
+
+
+def test_values_a_row_does_not_have_are_pandas_missing_values(fake_matcher):
+    # Issue 29 (7): files keep empty cells and the label `none`; a frame gets real missing
+    # values, so .isna() finds the error rows, the good rows' mlmatch_error, and an abstention's
+    # category and tier. An abstention keeps its label `none`, as in a file.
+    texts = ["robot arm grasping boxes", "", "recipe for chocolate cake"]
+    result = classify_frame(pd.DataFrame({"text": texts}), "text", matcher=fake_matcher)
+    assert list(result["mlmatch_error"].isna()) == [True, False, True]
+    assert result["mlmatch_error"].iloc[1].startswith("text is empty")
+    assert list(result["mlmatch_label"])[::2] == ["robots", "none"]
+    error_row = result.iloc[1][[c for c in output_columns(1) if c != "mlmatch_error"]]
+    assert error_row.isna().all()
+    assert result.iloc[2][["mlmatch_category", "mlmatch_tier"]].isna().all()
+    assert result.iloc[2][["mlmatch_closest", "mlmatch_score"]].notna().all()
+    assert result.iloc[0].drop("mlmatch_error").notna().all()
 
 
 def test_missing_cells_equal_json_lines_nulls(runner, fake_matcher, tmp_path):
@@ -141,7 +160,9 @@ def test_missing_cells_equal_json_lines_nulls(runner, fake_matcher, tmp_path):
 def test_single_text_column_missing_values(fake_matcher):
     data = pd.DataFrame({"text": ["robot arm grasping boxes", None, float("nan")]})
     result = classify_frame(data, "text", matcher=fake_matcher)
-    assert list(result["mlmatch_error"]) == ["", "missing value", "missing value"]
+    errors = result["mlmatch_error"]
+    assert list(errors.isna()) == [True, False, False]  # missing on a good row (issue 29)
+    assert list(errors.iloc[1:]) == ["missing value", "missing value"]
 
 
 def test_series_input(fake_matcher):

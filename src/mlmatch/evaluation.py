@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
+from mlmatch.extras import require
 from mlmatch.metrics import confusion_counts, expected_calibration_error, precision_recall_f1
 from mlmatch.models import Classification
 from mlmatch.text import shorten
@@ -116,10 +117,7 @@ class EvaluationReport(BaseModel):
 
     def to_frame(self) -> dict[str, Any]:
         """The report as pandas DataFrames: summary, per_category, confusion, misclassified."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError("to_frame() needs pandas: pip install pandas") from error
+        pd = require("pandas", "pandas", purpose="EvaluationReport.to_frame()")
         summary = pd.Series(
             self.model_dump(
                 include={

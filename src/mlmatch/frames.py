@@ -2,10 +2,11 @@
 
 Optional: ``pip install "mlmatch[pandas]"``. :func:`classify_frame` returns a new frame with
 the input's index and columns plus mlmatch's ``mlmatch_*`` columns. Each chunk of rows goes
-through :func:`mlmatch.io.local.score_records`, the function every engine uses, and several text
-columns are joined by :func:`mlmatch.io.rows.join_cells`, so the values equal those of a scored
-file: a row whose text cannot be classified (missing, empty, not a string, not English) is kept,
-with the reason in ``mlmatch_error``.
+through :class:`mlmatch.io.rows.RowScorer`, the row scorer every engine uses, so the values equal
+those of a scored file: a row whose text cannot be classified (missing, empty, not a string, not
+English) is kept, with the reason in ``mlmatch_error``. Only the spelling of a missing value
+differs: where a file holds an empty cell, the frame holds pandas' missing value, so ``.isna()``
+finds it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlmatch.extras import require
-from mlmatch.io.local import DEFAULT_CHUNK_ROWS
-from mlmatch.io.rows import (
-    find_columns,
-    join_cells,
-    output_columns,
-    refuse_added_columns,
-    score_records,
-)
+from mlmatch.io.job import DEFAULT_CHUNK_ROWS
+from mlmatch.io.rows import Kind, RowScorer, Surface, at_least_one, locate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["classify_frame"]
 
 _WHERE = "the data frame"
+# The pandas type of each kind of added column.
+_DTYPES = {Kind.TEXT: str, Kind.SCORE: "float64"}
 
 
 def classify_frame(
@@ -48,8 +45,11 @@ def classify_frame(
     """Score every row of ``data``; return a new frame with mlmatch's columns added.
 
     The result keeps the input's index, row order and columns (the input is not changed) and
-    adds the ``mlmatch_*`` columns of ``mlmatch score``, with the same values; scores are
-    floats, missing (NaN) where a row has none. Missing cells (None, NaN) count as missing text.
+    adds the ``mlmatch_*`` columns of ``mlmatch score``, with the same values. Scores are floats,
+    the other columns pandas' string type; a value a row does not have is missing (NaN), so
+    ``.isna()`` finds it: ``mlmatch_error`` of a scored row, every column but ``mlmatch_error``
+    of a row that could not be scored, the category and tier of an abstention (whose label is
+    ``"none"``). Missing cells (None, NaN) count as missing text.
 
     Args:
         data: A pandas DataFrame, or a Series whose values are the texts (the result then holds
@@ -69,33 +69,34 @@ def classify_frame(
     pd = require("pandas", "pandas", purpose="classify_frame")
     frame = _as_frame(pd, data)
     names = _text_names(frame, text, series=isinstance(data, pd.Series))
-    if top < 1 or chunk_rows < 1 or (batch_size is not None and batch_size < 1):
-        raise ValueError(
-            f"top, chunk_rows and batch_size must each be at least 1, got top={top}, "
-            f"chunk_rows={chunk_rows}, batch_size={batch_size}"
-        )
-    labels = [_label(c) for c in frame.columns]
-    positions = find_columns(labels, names, _WHERE)
-    added = output_columns(top)
-    refuse_added_columns(labels, added, _WHERE)
-    if matcher is not None and matcher_options:
-        raise TypeError(
-            f"pass either matcher or Matcher options ({', '.join(sorted(matcher_options))}), "
-            "not both; build the matcher with those options instead"
-        )
-    if matcher is None:
-        from mlmatch.matcher import Matcher, default_matcher
-
-        matcher = Matcher(**matcher_options) if matcher_options else default_matcher()
+    at_least_one(top=top, chunk_rows=chunk_rows, batch_size=batch_size)
+    positions = locate([_label(c) for c in frame.columns], names, top, _WHERE)
+    scorer = RowScorer(_matcher(matcher, matcher_options), top=top, batch_size=batch_size)
     cells = [[_cell(pd, v) for v in frame.iloc[:, p].tolist()] for p in positions]
-    texts = [join_cells([column[i] for column in cells]) for i in range(len(frame))]
-    rows = _score(matcher, texts, top, batch_size, chunk_rows, progress)
+    values = _score(scorer, list(zip(*cells, strict=True)), chunk_rows, progress)
     scored = pd.DataFrame(
-        {name: _column(pd, name, [row[j] for row in rows]) for j, name in enumerate(added)}
+        {
+            column.name: pd.Series(column_values, dtype=_DTYPES[column.kind])
+            for column, column_values in zip(scorer.columns, values, strict=True)
+        }
     )
     # Positional: the index may repeat labels, so nothing is aligned by label.
     scored.index = frame.index
     return pd.concat([frame, scored], axis=1)
+
+
+def _matcher(matcher: Matcher | None, options: dict[str, Any]) -> Matcher:
+    """``matcher``, else one built from ``options``, else the default one."""
+    if matcher is not None and options:
+        raise TypeError(
+            f"pass either matcher or Matcher options ({', '.join(sorted(options))}), "
+            "not both; build the matcher with those options instead"
+        )
+    if matcher is not None:
+        return matcher
+    from mlmatch.matcher import Matcher, default_matcher
+
+    return Matcher(**options) if options else default_matcher()
 
 
 def _as_frame(pd: Any, data: object) -> Any:
@@ -153,26 +154,24 @@ def _cell(pd: Any, value: object) -> object:
 
 
 def _score(
-    matcher: Matcher,
-    texts: list[object],
-    top: int,
-    batch_size: int | None,
-    chunk_rows: int,
-    progress: bool,
+    scorer: RowScorer, rows: list[tuple[object, ...]], chunk_rows: int, progress: bool
 ) -> list[list[Any]]:
-    """The values of :func:`output_columns` for every text, scored chunk by chunk."""
-    bar = _progress_bar(len(texts)) if progress and len(texts) > chunk_rows else None
-    rows: list[list[Any]] = []
+    """Per added column, its values for every row, scored chunk by chunk."""
+    bar = _progress_bar(len(rows)) if progress and len(rows) > chunk_rows else None
+    values: list[list[Any]] = [[] for _ in scorer.columns]
     try:
-        for start in range(0, len(texts), chunk_rows):
-            chunk = texts[start : start + chunk_rows]
-            rows += score_records(matcher, chunk, top=top, batch_size=batch_size)
+        for start in range(0, len(rows), chunk_rows):
+            chunk = rows[start : start + chunk_rows]
+            for column, more in zip(
+                values, scorer.score(chunk).by_column(Surface.FRAME), strict=True
+            ):
+                column += more
             if bar is not None:
                 bar.update(len(chunk))
     finally:
         if bar is not None:
             bar.close()
-    return rows
+    return values
 
 
 def _progress_bar(total: int) -> Any:
@@ -182,11 +181,3 @@ def _progress_bar(total: int) -> Any:
     except ImportError:
         return None
     return auto.tqdm(total=total, unit="rows", desc="mlmatch")
-
-
-def _column(pd: Any, name: str, values: list[Any]) -> Any:
-    """One added column: floats (NaN where absent) for scores, else pandas' string type."""
-    if name == "mlmatch_score" or name.startswith("mlmatch_score_"):
-        numbers = [float(v) if isinstance(v, (int, float)) else float("nan") for v in values]
-        return pd.Series(numbers, dtype="float64")
-    return pd.Series(values, dtype=str)

@@ -302,7 +302,7 @@ def test_score_other_formats(runner: CliRunner, tmp_path: Path, fmt: str):
         ),
         ("text\nx\n", ["{src}", "-o", "{tmp}/nowhere/o.csv", "-t", "text"], "output folder"),
         ("text\nx\n", ["{src}", "-o", "{tmp}/o.txt", "-t", "text"], "cannot tell the format of"),
-        ("text\nx\n", ["{src}", "-o", "{tmp}/o.xlsx", "-t", "text"], "does not write xlsx files"),
+        ("text\nx\n", ["{src}", "-o", "{tmp}/o.xls", "-t", "text"], "old binary Excel file"),
         (
             "text,mlmatch_label\nx,y\n",
             ["{src}", "-o", "{tmp}/o.csv", "-t", "text"],
@@ -362,7 +362,7 @@ def test_internal_error_exit_1_without_traceback_unless_debug(runner, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", broken)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", broken)
     args = ["score", str(source), "-o", str(tmp_path / "o.csv"), "-t", "text"]
     result = runner.invoke(main, args)
     assert result.exit_code == 1
@@ -382,7 +382,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
     full = tmp_path / "full.csv"
     assert runner.invoke(main, [*args[:2], "-o", str(full), *args[4:]]).exit_code == 0
 
-    real = mlmatch.io.local.score_records
+    real = mlmatch.io.rows.RowScorer.score
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -391,7 +391,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", flaky)
     interrupted = runner.invoke(main, args)
     assert interrupted.exit_code == 130
     assert "interrupted" in interrupted.stderr
@@ -399,7 +399,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(runner, tmp_path, monkeypa
     assert len(list(tmp_path.glob(".out.csv.*.partial"))) == 1
     assert (tmp_path / ".out.csv.partial.json").exists()
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", real)
     resumed = runner.invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert read_csv(out) == read_csv(full)
@@ -411,7 +411,7 @@ def test_resume_refuses_a_changed_input(runner, tmp_path, monkeypatch):
     source.write_text("text\n" + "robot arm\n" * 12)
     out = tmp_path / "out.csv"
     args = ["score", str(source), "-o", str(out), "-t", "text", "--chunk-size", "4", "-q"]
-    real = mlmatch.io.local.score_records
+    real = mlmatch.io.rows.RowScorer.score
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -420,10 +420,10 @@ def test_resume_refuses_a_changed_input(runner, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", flaky)
     assert runner.invoke(main, args).exit_code == 130
     source.write_text("text\n" + "forecast sales\n" * 12)
-    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", real)
     result = runner.invoke(main, [*args, "--resume"])
     assert result.exit_code == 2
     assert "cannot resume: input_size changed" in result.stderr

@@ -30,7 +30,7 @@ from mlmatch.cli import main
 from mlmatch.errors import DataFileError
 from mlmatch.io.local import score_file
 from mlmatch.io.outputs import lock_output
-from mlmatch.io.rows import BASE_COLUMNS
+from mlmatch.io.rows import BASE_COLUMNS, RowScorer, Surface
 
 ERROR = len(BASE_COLUMNS) - 1  # mlmatch_error, last of the added columns
 
@@ -503,7 +503,7 @@ def test_a_lone_surrogate_is_an_error_row_not_an_aborted_run(runner, tmp_path: P
 
 
 def _interrupt_on_call(monkeypatch, when: int) -> None:
-    real = mlmatch.io.local.score_records
+    real = mlmatch.io.rows.RowScorer.score
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -512,7 +512,7 @@ def _interrupt_on_call(monkeypatch, when: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", flaky)
 
 
 def test_resume_from_stdin_is_refused(runner, tmp_path: Path):
@@ -544,7 +544,7 @@ def test_resume_refuses_a_same_size_edit_with_the_old_mtime(runner, tmp_path, mo
     assert score(runner, *args).exit_code == 130
     source.write_text("text\n" + "robot arn\n" * 12)  # same size, other content
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
-    monkeypatch.setattr(mlmatch.io.local, "score_records", mlmatch.io.local.score_records)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", mlmatch.io.rows.RowScorer.score)
     result = score(runner, *args, "--resume")
     assert result.exit_code == 2
     assert "cannot resume: the input's content changed" in result.stderr
@@ -558,14 +558,14 @@ def test_resume_summary_counts_the_whole_file(runner, tmp_path: Path, monkeypatc
     full = tmp_path / "full.csv"
     whole = score(runner, source, "-o", full, "-t", "text", "--chunk-size", "4")
     assert whole.exit_code == 0
-    real = mlmatch.io.local.score_records
+    real = mlmatch.io.rows.RowScorer.score
     _interrupt_on_call(monkeypatch, 3)
     interrupted = score(runner, source, "-o", out, "-t", "text", "--chunk-size", "4")
     assert interrupted.exit_code == 130
     assert "the 8 rows scored so far are kept: run the same command with --resume" in (
         interrupted.stderr
     )
-    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", real)
     resumed = score(runner, source, "-o", out, "-t", "text", "--chunk-size", "4", "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert read_csv(out) == read_csv(full)
@@ -637,9 +637,21 @@ def test_xlsx_input_first_sheet_or_named_sheet(runner, tmp_path: Path):
     assert "has no sheet 'Nope'; its sheets are 'Problems', 'Other'" in missing.stderr
     stdout = score(runner, source, "-o", "-", "-t", "text", "-q")
     assert stdout.stdout.startswith("id,text,when,ok,mlmatch_label")  # CSV on stdout
-    refused = score(runner, source, "-o", tmp_path / "out.xlsx", "-t", "text")
-    assert refused.exit_code == 2
-    assert "does not write xlsx files" in refused.stderr
+    book = tmp_path / "out.xlsx"  # and back to a workbook (issue 29)
+    assert score(runner, source, "-o", book, "-t", "text", "-q").exit_code == 0
+    written = openpyxl_rows(book)
+    assert written[0][:5] == ["id", "text", "when", "ok", "mlmatch_label"]
+    assert [r[4] for r in written[1:]] == ["robots", None, None, "forecasting"]
+
+
+def openpyxl_rows(path: Path) -> list[list[object]]:
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        book.close()
 
 
 def test_xlsx_without_openpyxl_says_what_to_install(runner, tmp_path: Path, monkeypatch):
@@ -649,7 +661,8 @@ def test_xlsx_without_openpyxl_says_what_to_install(runner, tmp_path: Path, monk
     result = score(runner, source, "-o", tmp_path / "out.csv", "-t", "text")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        'mlmatch: error: reading .xlsx files needs openpyxl: pip install "mlmatch[xlsx]"'
+        "mlmatch: error: reading .xlsx files needs openpyxl, which is not installed; install "
+        'it with: pip install "mlmatch[xlsx]"'
     )
 
 
@@ -770,7 +783,8 @@ def test_cells_mlmatch_writes_never_start_a_formula(tmp_path: Path):
     assert mlmatch.io.rows.inert("@SUM(A1)") == "'@SUM(A1)"
     assert mlmatch.io.rows.inert("+1") == "'+1"
     assert mlmatch.io.rows.inert("fine") == "fine"
-    assert mlmatch.io.rows.error_row("-x", 1)[ERROR] == "'-x"
+    refused = RowScorer(matcher).score([("robot arm",)], ["-x"]).rows(Surface.FILE)
+    assert refused[0][ERROR] == "'-x"
 
 
 def mlmatch_fake():

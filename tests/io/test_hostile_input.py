@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlmatch.errors import DataFileError
-from mlmatch.io import ray as mlmatch_ray
+from mlmatch.io.ray import files as ray_files
 
 
 def run_mlmatch(*args: str, stdin=None, stdout=None) -> subprocess.CompletedProcess[str]:
@@ -92,13 +92,13 @@ def test_ray_output_inside_the_input_folder_is_refused_under_any_spelling(
     for output in spellings:
         for source in ("data", str(data), "link", "data/"):
             with pytest.raises(DataFileError, match="choose an output folder outside the input"):
-                mlmatch_ray._output_folders(output, source, overwrite=True)
+                ray_files._output_folders(output, source, overwrite=True)
     assert (data / "2023" / "part.csv").read_text() == "text\nrobot arm\n"
 
 
 def test_ray_output_beside_a_file_input_is_allowed(tmp_path: Path):
     (tmp_path / "in.csv").write_text("text\nrobot arm\n")
-    target, _ = mlmatch_ray._output_folders(
+    target, _ = ray_files._output_folders(
         str(tmp_path / "out"), str(tmp_path / "in.csv"), overwrite=False
     )
     assert target == str(tmp_path / "out")
@@ -392,7 +392,7 @@ def test_a_full_disk_while_writing_names_the_output_and_leaves_nothing(
 def test_resume_with_other_matcher_settings_is_refused(
     tiny_set, fake_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    import mlmatch.io.local
+    import mlmatch.io.rows
     from mlmatch import Matcher
     from mlmatch.io.local import Interrupted, score_file
 
@@ -400,7 +400,7 @@ def test_resume_with_other_matcher_settings_is_refused(
     source.write_text("text\n" + "robot arm grasping boxes\n" * 12)
     out = tmp_path / "out.csv"
     first = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, max_chars=5000)
-    real = mlmatch.io.local.score_records
+    real = mlmatch.io.rows.RowScorer.score
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -409,10 +409,10 @@ def test_resume_with_other_matcher_settings_is_refused(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mlmatch.io.local, "score_records", flaky)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", flaky)
     with pytest.raises(Interrupted):
         score_file(first, str(source), str(out), ["text"], chunk_rows=4)
-    monkeypatch.setattr(mlmatch.io.local, "score_records", real)
+    monkeypatch.setattr(mlmatch.io.rows.RowScorer, "score", real)
     for changed in ({"max_chars": 10}, {"check_language": False}, {"threshold": 0.9}):
         other = Matcher(exemplars=tiny_set, encoder=fake_encoder, use_cache=False, **changed)
         with pytest.raises(DataFileError, match=r"the matcher's settings .* changed"):

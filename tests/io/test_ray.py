@@ -21,11 +21,13 @@ from conftest import TINY, FakeEncoder, write_exemplar_dir
 from test_calibration import LABELS, TEXTS
 
 import mlmatch.io.ray as mlmatch_ray
+import mlmatch.io.ray.files as ray_files
 from mlmatch import Calibration, CalibrationError, ExemplarSet, Matcher, MatcherConfig
 from mlmatch.cli import main
 from mlmatch.errors import DataFileError
+from mlmatch.io.job import ScoreSummary
 from mlmatch.io.ray import DatasetScorer, score_dataset
-from mlmatch.io.rows import ScoreSummary, output_columns, score_records
+from mlmatch.io.rows import output_columns, score_records
 
 BAD = {5: None, 6: "", 7: "12345", 8: "   \t "}
 
@@ -234,7 +236,7 @@ def test_cli_engine_ray_refuses_bad_requests(cluster, tmp_path):
 def test_a_row_count_mismatch_fails_and_keeps_the_partial_output(cluster, tmp_path, monkeypatch):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,forecast demand\n2,robot arm\n")
-    monkeypatch.setattr(mlmatch_ray, "_tally", lambda folder, fmt: (1, 0, 0))
+    monkeypatch.setattr(ray_files, "_tally", lambda folder, fmt: (1, 0, 0))
     out = tmp_path / "scored"
     result = CliRunner().invoke(
         main, ["score", str(source), "-o", str(out), "-t", "text", "--engine", "ray", "-q"]
@@ -283,15 +285,15 @@ def test_ray_output_folder_needs_overwrite_and_is_never_the_input(tmp_path: Path
     taken.mkdir()
     (taken / "old.parquet").write_text("old")
     with pytest.raises(DataFileError, match=r"already exists; .* pass --overwrite"):
-        mlmatch_ray._output_folders(str(taken), str(source), overwrite=False)
-    target, work = mlmatch_ray._output_folders(str(taken), str(source), overwrite=True)
+        ray_files._output_folders(str(taken), str(source), overwrite=False)
+    target, work = ray_files._output_folders(str(taken), str(source), overwrite=True)
     assert (taken / "old.parquet").exists()  # nothing is removed before the new output is done
     for output in (source, source / "a.csv", tmp_path):
         with pytest.raises(DataFileError, match="is or holds the input"):
-            mlmatch_ray._output_folders(str(output), str(source / "a.csv"), overwrite=True)
+            ray_files._output_folders(str(output), str(source / "a.csv"), overwrite=True)
     Path(work).mkdir()
     (Path(work) / "new.parquet").write_text("new")
-    mlmatch_ray._replace_folder(Path(work), Path(target))
+    ray_files._replace_folder(Path(work), Path(target))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert [p.name for p in taken.iterdir()] == ["new.parquet"]
 
@@ -324,14 +326,14 @@ def test_cli_engine_ray_overwrite_semicolons_and_blank_rows(cluster, tmp_path):
 
 
 def _ray_config(monkeypatch, tmp_path: Path, *options: str):
-    """The MatcherConfig that `score --engine ray` hands to score_files for these options."""
+    """The MatcherConfig that `score --engine ray` hands to the Ray engine for these options."""
     seen: dict = {}
 
-    def fake_score_files(*args, **kwargs):
-        seen.update(kwargs)
+    def fake_run(job, config, **kwargs):
+        seen.update(job=job, config=config)
         return ScoreSummary(1, 0, 0, 0.1, "out", rows_read=1, actors=1)
 
-    monkeypatch.setattr(mlmatch_ray, "score_files", fake_score_files)
+    monkeypatch.setattr(mlmatch_ray, "run", fake_run)
     source = tmp_path / "in.csv"
     source.write_text("text\nforecast demand\n")
     args = ["score", str(source), "-o", str(tmp_path / "out"), "-t", "text", "--engine", "ray"]

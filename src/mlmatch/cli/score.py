@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,6 +13,7 @@ from mlmatch.cli.app import FORMATS, INTERNAL_ERROR, OUTPUT_FORMATS, main, match
 
 if TYPE_CHECKING:
     from mlmatch.config import MatcherConfig
+    from mlmatch.io.job import ScoreJob
 
 __all__ = ["report", "score"]
 
@@ -32,8 +32,8 @@ __all__ = ["report", "score"]
     "--text-column",
     "text_columns",
     multiple=True,
-    required=True,
-    help="Column holding the text; repeat to join several columns.",
+    help="Column holding the text; repeat to join several columns. Not needed when INPUT has "
+    "one column.",
 )
 @click.option(
     "--top",
@@ -51,7 +51,7 @@ __all__ = ["report", "score"]
 )
 @click.option(
     "--output-format",
-    type=OUTPUT_FORMATS,
+    type=FORMATS,
     default=None,
     help="Output format (default: from the suffix, else the input's).",
 )
@@ -68,16 +68,23 @@ __all__ = ["report", "score"]
 @click.option("--sheet", default=None, help="Excel input: the sheet to read (default: the first).")
 @click.option(
     "--chunk-size",
+    "chunk_rows",
     type=click.IntRange(min=1),
     default=None,
     help="Rows read, scored and written at a time (default: 4096; --engine ray: 256 a batch).",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Encoding of a CSV, TSV or JSON Lines input, e.g. cp1252 as Excel on Windows writes "
+    "it (default: utf-8; a UTF-8 or UTF-16 byte-order mark is obeyed).",
 )
 @click.option(
     "--encoding-errors",
     type=click.Choice(["strict", "replace"]),
     default="strict",
     show_default=True,
-    help="What to do with bytes that are not UTF-8.",
+    help="What to do with bytes that are not text in the input's encoding.",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run of the same command.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
@@ -107,97 +114,25 @@ __all__ = ["report", "score"]
     help="CPUs each Ray actor reserves; its encoder uses as many threads.",
 )
 @matcher_options
-def score(
-    input_path: str,
-    output_path: str,
-    text_columns: tuple[str, ...],
-    top: int,
-    input_format: str | None,
-    output_format: str | None,
-    overwrite: bool,
-    delimiter: str | None,
-    sheet: str | None,
-    chunk_size: int,
-    encoding_errors: str,
-    resume: bool,
-    quiet: bool,
-    engine: str,
-    address: str | None,
-    actors: int | None,
-    cpus_per_actor: int,
-    config: MatcherConfig,
-) -> None:
+def score(quiet: bool, config: MatcherConfig, **options: Any) -> None:
     """Score every row of INPUT (CSV, TSV, JSON Lines, Parquet, Excel .xlsx; - for stdin).
 
-    Every row is kept, in order, with mlmatch's columns added. With --engine ray, INPUT may also
-    be a folder or any path Ray Data reads (s3://...).
+    Every row is kept, in order, with mlmatch's columns added; OUTPUT may be any of those
+    formats. With --engine ray, INPUT may also be a folder or any path Ray Data reads (s3://...).
     """
-    if delimiter is not None:
-        delimiter = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
-        if len(delimiter) != 1 or delimiter in '\r\n"':
-            raise click.UsageError(f"--delimiter must be one character, not {delimiter!r}")
-    if engine == "ray":
-        if sheet is not None:
-            raise click.UsageError("--sheet works with --engine local only")
-        _score_on_ray(
-            input_path,
-            output_path,
-            text_columns,
-            top=top,
-            input_format=input_format,
-            output_format=output_format,
-            overwrite=overwrite,
-            delimiter=delimiter,
-            chunk_size=chunk_size,
-            encoding_errors=encoding_errors,
-            resume=resume,
-            quiet=quiet,
-            address=address,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            config=config,
-        )
-        return
-    ray_only = {"--address": address, "--actors": actors}
-    given = [name for name, value in ray_only.items() if value is not None]
-    if given or cpus_per_actor != 1:
-        raise click.UsageError(f"{(given or ['--cpus-per-actor'])[0]} needs --engine ray")
-    from mlmatch.io.local import DEFAULT_CHUNK_ROWS, Interrupted, check_paths, score_file
+    from mlmatch.io.job import Engine, ScoreJob
 
-    # Refuse a bad output before the model loads (seconds); score_file checks again.
-    check_paths(
-        input_path,
-        output_path,
-        input_format=input_format,
-        output_format=output_format,
-        resume=resume,
-        overwrite=overwrite,
-    )
+    job = ScoreJob(**options)  # every option checked here, before the model loads
+    if job.engine is Engine.RAY:
+        _score_on_ray(job, config, quiet)
+        return
+    from mlmatch.io.local import Interrupted, check_output, run
+
+    check_output(job)  # a refused output costs no model load; run() checks again
     matcher = app.build_matcher(config, quiet=quiet)
-    show = not quiet and sys.stderr.isatty()
-    total = (
-        Path(input_path).stat().st_size
-        if input_path != "-" and Path(input_path).is_file()
-        else None
-    )
-    bar = _ProgressLine(total) if show else None
+    bar = _ProgressLine(job.input_size) if not quiet and sys.stderr.isatty() else None
     try:
-        summary = score_file(
-            matcher,
-            input_path,
-            output_path,
-            text_columns,
-            input_format=input_format,
-            output_format=output_format,
-            top=top,
-            chunk_rows=chunk_size or DEFAULT_CHUNK_ROWS,
-            encoding_errors=encoding_errors,
-            resume=resume,
-            progress=bar,
-            overwrite=overwrite,
-            delimiter=delimiter,
-            sheet=sheet,
-        )
+        summary = run(matcher, job, progress=bar)
     except Interrupted as stop:
         if bar is not None:
             bar.finish()
@@ -220,56 +155,14 @@ def _what_was_kept(stop: Any) -> str:
     return f"no rows were saved yet, so nothing is kept and {stop.output} was not written"
 
 
-def _score_on_ray(
-    input_path: str,
-    output_path: str,
-    text_columns: tuple[str, ...],
-    *,
-    top: int,
-    input_format: str | None,
-    output_format: str | None,
-    overwrite: bool,
-    delimiter: str | None,
-    chunk_size: int | None,
-    encoding_errors: str,
-    resume: bool,
-    quiet: bool,
-    address: str | None,
-    actors: int | None,
-    cpus_per_actor: int,
-    config: MatcherConfig,
-) -> None:
+def _score_on_ray(job: ScoreJob, config: MatcherConfig, quiet: bool) -> None:
     """``score --engine ray``: Ray Data reads, scores with one matcher per actor, and writes."""
-    from mlmatch.io.ray import DEFAULT_BATCH_ROWS, RowCountError, require_ray
+    from mlmatch.io.ray import RowCountError, run
 
-    if resume:
-        raise click.UsageError("--resume works with --engine local only; Ray runs are rerun")
-    if encoding_errors != "strict":
-        raise click.UsageError("--encoding-errors replace works with --engine local only")
-    if input_path == "-":
-        raise click.UsageError("--engine ray reads files or folders, not stdin")
     if config.threads is not None:
         raise click.UsageError("with --engine ray, set threads with --cpus-per-actor")
-    require_ray()
-    from mlmatch.io.ray import score_files
-
     try:
-        summary = score_files(
-            input_path,
-            output_path,
-            text_columns,
-            input_format=input_format,
-            output_format=output_format,
-            top=top,
-            address=address,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            batch_size=chunk_size or DEFAULT_BATCH_ROWS,
-            show_progress=not quiet and sys.stderr.isatty(),
-            overwrite=overwrite,
-            delimiter=delimiter,
-            config=config,
-        )
+        summary = run(job, config, show_progress=not quiet and sys.stderr.isatty())
     except RowCountError as error:
         click.echo(f"mlmatch: error: {error}", err=True)
         sys.exit(INTERNAL_ERROR)

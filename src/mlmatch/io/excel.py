@@ -35,17 +35,16 @@ from typing import Any
 from xml.etree.ElementTree import ParseError
 
 from mlmatch.errors import DataFileError
+from mlmatch.extras import require
 from mlmatch.io.formats import Format, TableReader, check_input
 
 __all__ = [
     "MAX_CELL_CHARS",
     "MAX_PART_BYTES",
     "MAX_WORKBOOK_BYTES",
-    "XLSX_HINT",
     "xlsx_reader",
 ]
 
-XLSX_HINT = 'reading .xlsx files needs openpyxl: pip install "mlmatch[xlsx]"'
 # Excel's own limit: a cell holds at most 32,767 characters.
 MAX_CELL_CHARS = 32_767
 # The largest part (a sheet's XML, the shared strings) and the largest workbook, unpacked. A sheet
@@ -64,10 +63,7 @@ def xlsx_reader(path: str, sheet: str | None) -> TableReader:
     """The rows of one sheet (default: the first) of the workbook at ``path``."""
     if path == "-":
         raise DataFileError("Excel files cannot be read from stdin; pass a file path")
-    try:
-        import openpyxl
-    except ImportError:
-        raise DataFileError(XLSX_HINT) from None
+    openpyxl = require("openpyxl", "xlsx", purpose="reading .xlsx files")
     check_input(path)
     _check_package(path)
     try:

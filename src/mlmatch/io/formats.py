@@ -18,7 +18,6 @@ from typing import Any
 from mlmatch.errors import DataFileError
 
 __all__ = [
-    "OUTPUT_FORMATS",
     "Format",
     "HashingReader",
     "TableReader",
@@ -29,7 +28,7 @@ __all__ = [
 
 
 class Format(str, Enum):
-    """File formats the batch scorer reads (all) and writes (all but XLSX)."""
+    """File formats the batch scorer reads and writes."""
 
     CSV = "csv"
     TSV = "tsv"
@@ -37,8 +36,6 @@ class Format(str, Enum):
     PARQUET = "parquet"
     XLSX = "xlsx"
 
-
-OUTPUT_FORMATS = (Format.CSV, Format.TSV, Format.JSONL, Format.PARQUET)
 
 _SUFFIXES = {
     ".csv": Format.CSV,

@@ -1,9 +1,10 @@
 """The local engine: a file scored in this process, every row kept, in order.
 
-:func:`score_file` streams a file through :func:`~mlmatch.io.rows.score_records` in chunks,
-writing to a partial file that is renamed into place only when complete (see
-:mod:`mlmatch.io.outputs` for the rules that keep existing files safe), and keeping a checkpoint
-so that an interrupted run can continue with ``resume=True``.
+:func:`run` streams the file of a :class:`~mlmatch.io.job.ScoreJob` through the
+:class:`~mlmatch.io.rows.RowScorer` in chunks, writing to a partial file that is renamed into
+place only when complete (see :mod:`mlmatch.io.outputs` for the rules that keep existing files
+safe), and keeping a checkpoint so that an interrupted run can continue with ``resume=True``.
+:func:`score_file` builds the job from its arguments.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlmatch.errors import DataFileError
-from mlmatch.exemplars import NONE_LABEL
 from mlmatch.files import create_exclusive
-from mlmatch.io.formats import OUTPUT_FORMATS, Format, TableReader, detect_format
+from mlmatch.io.formats import Format, TableReader, check_input
+from mlmatch.io.job import DEFAULT_CHUNK_ROWS, ScoreJob, ScoreSummary, rereadable
 from mlmatch.io.outputs import (
     Destination,
     check_destination,
@@ -32,14 +33,12 @@ from mlmatch.io.outputs import (
     save_checkpoint,
 )
 from mlmatch.io.rows import (
-    BASE_COLUMNS,
-    ScoreSummary,
-    error_row,
+    RowScorer,
+    Surface,
     find_columns,
-    join_cells,
     output_columns,
     refuse_added_columns,
-    score_records,
+    text_columns_of,
 )
 from mlmatch.io.tables import open_reader
 from mlmatch.io.writers import TableWriter, open_writer
@@ -47,17 +46,20 @@ from mlmatch.io.writers import TableWriter, open_writer
 if TYPE_CHECKING:
     from mlmatch.matcher import Matcher
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "Interrupted", "check_paths", "column_positions", "score_file"]
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "Interrupted",
+    "check_output",
+    "column_positions",
+    "run",
+    "score_file",
+]
 
-DEFAULT_CHUNK_ROWS = 4096
-# Positions of the values that the run's summary counts, in a row of score_records.
-_LABEL = BASE_COLUMNS.index("mlmatch_label")
-_ERROR = BASE_COLUMNS.index("mlmatch_error")
 Progress = Callable[[int, int | None], None]
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`score_file`, saying what was kept.
+    """Ctrl-C during :func:`run`, saying what was kept.
 
     ``kept`` rows are saved for ``resume=True`` (0: nothing is kept); ``direct`` means the
     output was written straight through (stdout, a device, a FIFO) and is incomplete.
@@ -72,128 +74,82 @@ def score_file(
     matcher: Matcher,
     input_path: str,
     output_path: str,
-    text_columns: Sequence[str],
+    text_columns: Sequence[str] = (),
     *,
-    input_format: Format | str | None = None,
-    output_format: Format | str | None = None,
-    top: int = 1,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    batch_size: int | None = None,
-    encoding_errors: str = "strict",
-    resume: bool = False,
     progress: Progress | None = None,
-    overwrite: bool = False,
-    delimiter: str | None = None,
-    sheet: str | None = None,
+    **options: Any,
 ) -> ScoreSummary:
     """Score every row of ``input_path`` into ``output_path`` (``-``: stdin / stdout).
 
-    The output must not be the input, and must not exist unless ``overwrite`` is set (a device
-    or FIFO is written straight through). ``delimiter`` is CSV's (default: ``,``, or ``;`` when
-    the header is separated by semicolons), ``sheet`` an Excel file's (default: the first).
-    Ctrl-C raises :class:`Interrupted`.
+    ``options`` are those of :class:`~mlmatch.io.job.ScoreJob` (``top``, ``overwrite``,
+    ``resume``, ``delimiter``, ``encoding``, ...); without ``text_columns`` the input's only
+    column is the text. ``progress(rows, bytes_read)`` is called after every chunk. Ctrl-C
+    raises :class:`Interrupted`.
     """
-    if not text_columns:
-        raise DataFileError("name at least one text column (--text-column)")
-    if top < 1 or chunk_rows < 1:
-        raise DataFileError("top and chunk size must be at least 1")
-    fmt_in, fmt_out, destination = check_paths(
-        input_path,
-        output_path,
-        input_format=input_format,
-        output_format=output_format,
-        resume=resume,
-        overwrite=overwrite,
+    job = ScoreJob(input_path, output_path, text_columns, **options)
+    return run(matcher, job, progress=progress)
+
+
+def check_output(job: ScoreJob) -> Destination:
+    """The checks of :func:`run` that need no model: the input is there, and where to write.
+
+    The command line runs this before loading the model, so a refused output costs no time.
+    """
+    if job.input_path != "-":
+        check_input(job.input_path)
+    return check_destination(
+        job.output_path, job.input_path, overwrite=job.overwrite, resume=job.resume
     )
-    added = output_columns(top)
+
+
+def run(matcher: Matcher, job: ScoreJob, *, progress: Progress | None = None) -> ScoreSummary:
+    """Score the job's input into its output in this process.
+
+    The output must not be the input, and must not exist unless ``job.overwrite`` is set (a
+    device or FIFO is written straight through). Ctrl-C raises :class:`Interrupted`.
+    """
+    destination = check_output(job)
     reader = open_reader(
-        input_path, fmt_in, encoding_errors=encoding_errors, delimiter=delimiter, sheet=sheet
+        job.input_path,
+        job.reads,
+        encoding_errors=job.encoding_errors,
+        delimiter=job.delimiter,
+        sheet=job.sheet,
+        encoding=job.encoding,
     )
     try:
-        positions = column_positions(reader, text_columns, input_path)
-        refuse_added_columns(reader.columns, added, input_path)
-        total = Path(input_path).stat().st_size if input_path != "-" else None
-        run = _Run(matcher, reader, positions, top, batch_size, progress, total)
-        run.delimiter = reader.delimiter if fmt_in is fmt_out is Format.CSV else ","
+        scorer = RowScorer(matcher, top=job.top, batch_size=job.batch_size)
+        names, positions = _text_columns(reader, job)
+        state = _Run(scorer, reader, positions, progress, job.input_size)
+        state.delimiter = reader.delimiter if job.reads is job.writes is Format.CSV else ","
         try:
             if destination.path is None or destination.direct:
-                return run.direct(destination, fmt_out, added, chunk_rows)
-            identity = (
-                _identity(matcher, input_path, text_columns, top, fmt_in, fmt_out)
-                if _rereadable(input_path)
-                else None  # what was read from a stream is gone: no checkpoint, no resume
-            )
+                return state.direct(destination, job)
+            # What was read from a stream is gone: no checkpoint, no resume.
+            identity = _identity(matcher, job, names) if rereadable(job.input_path) else None
             with lock_output(destination.path):
-                return run.to_file(
-                    destination, fmt_out, added, chunk_rows, identity, resume, overwrite
-                )
+                return state.to_file(destination, job, identity)
         except Interrupted:
             raise
         except KeyboardInterrupt:
-            raise Interrupted(destination.name, run.kept, destination.direct) from None
+            raise Interrupted(destination.name, state.kept, destination.direct) from None
     finally:
         reader.close()
 
 
-def check_paths(
-    input_path: str,
-    output_path: str,
-    *,
-    input_format: Format | str | None = None,
-    output_format: Format | str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> tuple[Format, Format, Destination]:
-    """The checks of :func:`score_file` that need no model: formats, and where to write.
-
-    Returns the input and output formats and the checked destination; the CLI runs this
-    before loading the model, so a refused output costs no time.
-    """
-    fmt_in = detect_format(input_path, input_format)
-    fmt_out = _output_format(output_path, output_format, fmt_in)
-    if resume and not _rereadable(input_path):
-        where = "stdin," if input_path == "-" else f"{input_path}, not a regular file,"
-        raise DataFileError(
-            f"--resume cannot continue from {where} whose rows are gone once read; score a "
-            "file to be able to resume"
-        )
-    if resume and fmt_out is Format.PARQUET:
-        raise DataFileError("--resume is not available for Parquet output; use CSV or JSON Lines")
-    destination = check_destination(output_path, input_path, overwrite=overwrite, resume=resume)
-    return fmt_in, fmt_out, destination
-
-
-def _rereadable(path: str) -> bool:
-    return path != "-" and Path(path).is_file()
-
-
-def _output_format(path: str, explicit: Format | str | None, fmt_in: Format) -> Format:
-    """The explicit format, else the suffix's; stdout, a device or a FIFO: the input's."""
-    if explicit:
-        fmt = detect_format(path, explicit)
-    elif path == "-" or (os.path.exists(path) and not os.path.isfile(path)):
-        fmt = fmt_in if fmt_in in OUTPUT_FORMATS else Format.CSV
-        if path != "-" and Path(path).suffix.lower() not in ("", ".out"):
-            fmt = _suffix_format(path, fmt)
-    else:
-        fmt = detect_format(path)
-    if fmt not in OUTPUT_FORMATS:
-        raise DataFileError(
-            f"mlmatch does not write {fmt.value} files; write CSV (spreadsheets open it), "
-            "TSV, JSON Lines or Parquet"
-        )
-    return fmt
-
-
-def _suffix_format(path: str, fallback: Format) -> Format:
-    try:
-        return detect_format(path)
-    except DataFileError:
-        return fallback
+def _text_columns(reader: TableReader, job: ScoreJob) -> tuple[list[str], list[int]]:
+    """The names and positions of the job's text columns (none named: the table's only one)."""
+    names = text_columns_of(reader.columns, job.text_columns, job.input_path)
+    positions = column_positions(reader, names, job.input_path)
+    refuse_added_columns(reader.columns, output_columns(job.top), job.input_path)
+    return names, positions
 
 
 def column_positions(reader: TableReader, names: Sequence[str], path: str) -> list[int]:
-    """Positions of the named columns in a table; see :func:`~mlmatch.io.rows.find_columns`."""
+    """Positions of the named columns in a table; see :func:`~mlmatch.io.rows.find_columns`.
+
+    A CSV whose header holds ';' adds a hint to the error.
+    """
     if not reader.columns and reader.format is Format.JSONL:
         reader.columns.extend(names)  # an empty JSON Lines file: nothing to check against
     try:
@@ -209,16 +165,15 @@ def column_positions(reader: TableReader, names: Sequence[str], path: str) -> li
         raise
 
 
-def _identity(
-    matcher: Matcher, path: str, columns: Sequence[str], top: int, fmt_in: Format, fmt_out: Format
-) -> dict[str, Any]:
+def _identity(matcher: Matcher, job: ScoreJob, names: list[str]) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (the content is checked apart)."""
     return {
-        "input": str(Path(path).resolve()),
-        "input_size": Path(path).stat().st_size,
-        "text_columns": list(columns),
-        "top": top,
-        "formats": [fmt_in.value, fmt_out.value],
+        "input": str(Path(job.input_path).resolve()),
+        "input_size": job.input_size,
+        "text_columns": names,
+        "top": job.top,
+        "formats": [job.reads.value, job.writes.value],
+        "reading": job.reading(),
         "matcher": matcher.fingerprint(),
         "exemplars": matcher.exemplars.content_hash,
     }
@@ -229,123 +184,114 @@ class _Run:
 
     def __init__(
         self,
-        matcher: Matcher,
+        scorer: RowScorer,
         reader: TableReader,
         positions: list[int],
-        top: int,
-        batch_size: int | None,
         progress: Progress | None,
         total: int | None,
     ) -> None:
-        self.matcher, self.reader, self.positions = matcher, reader, positions
-        self.top, self.batch_size, self.progress, self.total = top, batch_size, progress, total
+        self.scorer, self.reader, self.positions = scorer, reader, positions
+        self.progress, self.total = progress, total
         self.rows = self.errors = self.abstained = self.skipped = 0
         self.kept = 0  # rows saved by a checkpoint, which --resume can continue from
         self.delimiter = ","
         self.started = time.perf_counter()
 
     def score_chunk(self, chunk: list[Any]) -> list[list[Any]]:
-        texts = [join_cells([self.reader.value(r, p) for p in self.positions]) for r in chunk]
+        """The added values of a chunk's rows, as a file holds them."""
+        cells = [[self.reader.value(r, p) for p in self.positions] for r in chunk]
         broken = [self.reader.lone_surrogate(r) for r in chunk]
-        if any(broken):
-            keep = [i for i, column in enumerate(broken) if column is None]
-            scored = score_records(
-                self.matcher, [texts[i] for i in keep], top=self.top, batch_size=self.batch_size
-            )
-            values = [error_row(_surrogate_reason(c), self.top) if c else [] for c in broken]
-            for i, row in zip(keep, scored, strict=True):
-                values[i] = row
-        else:
-            values = score_records(self.matcher, texts, top=self.top, batch_size=self.batch_size)
+        scored = self.scorer.score(cells, [_surrogate_reason(c) if c else None for c in broken])
         self.rows += len(chunk)
-        self.errors += sum(1 for v in values if v[_ERROR])
-        self.abstained += sum(1 for v in values if v[_LABEL] == NONE_LABEL)
+        self.errors += scored.errors
+        self.abstained += scored.abstained
         if self.progress is not None:
             self.progress(self.rows, self.reader.bytes_read())
-        return values
+        return scored.rows(Surface.FILE)
 
-    def stream(self, writer: TableWriter, chunk_rows: int) -> None:
-        for chunk in self.reader.chunks(chunk_rows):
+    def writer(self, handle: Any, job: ScoreJob, *, header: bool = True) -> TableWriter:
+        return open_writer(
+            handle,
+            job.writes,
+            self.reader,
+            self.scorer.columns,
+            write_header=header,
+            delimiter=self.delimiter,
+        )
+
+    def fill(self, writer: TableWriter, job: ScoreJob, done: int = 0, saved: Any = None) -> None:
+        """Score and write every chunk after the first ``done`` rows.
+
+        ``saved()`` is called after each chunk written.
+        """
+        to_skip = done
+        for chunk in self.reader.chunks(job.rows_per_chunk):
+            if to_skip:
+                drop = min(to_skip, len(chunk))
+                chunk, to_skip = chunk[drop:], to_skip - drop
+                self.rows += drop
+                if not chunk:
+                    continue
             writer.write(chunk, self.score_chunk(chunk))
             writer.flush()
-
-    def direct(
-        self, destination: Destination, fmt: Format, added: list[str], chunk_rows: int
-    ) -> ScoreSummary:
-        """Write straight through to stdout, a device or a FIFO (no temporary file)."""
-        if destination.path is None:
-            writer = open_writer(
-                sys.stdout.buffer, fmt, self.reader, added, delimiter=self.delimiter
+            if saved is not None:
+                saved()
+        if to_skip:
+            raise DataFileError(
+                f"cannot resume: the checkpoint records {done} rows done but the input "
+                f"has only {done - to_skip}; rerun without --resume"
             )
-            self.stream(writer, chunk_rows)
+
+    def direct(self, destination: Destination, job: ScoreJob) -> ScoreSummary:
+        """Write straight through to stdout, a device or a FIFO (no temporary file)."""
+        with contextlib.ExitStack() as stack:
+            handle = (
+                sys.stdout.buffer
+                if destination.path is None
+                else stack.enter_context(destination.path.open("wb"))
+            )
+            writer = self.writer(handle, job)
+            try:
+                self.fill(writer, job)
+            except BaseException:
+                writer.discard()
+                raise
             writer.close()
-        else:
-            with destination.path.open("wb") as handle:
-                writer = open_writer(handle, fmt, self.reader, added, delimiter=self.delimiter)
-                self.stream(writer, chunk_rows)
-                writer.close()
         return self.summary(destination.name)
 
     def to_file(
-        self,
-        destination: Destination,
-        fmt: Format,
-        added: list[str],
-        chunk_rows: int,
-        identity: dict[str, Any] | None,
-        resume: bool,
-        overwrite: bool,
+        self, destination: Destination, job: ScoreJob, identity: dict[str, Any] | None
     ) -> ScoreSummary:
+        """Write a partial file beside the output, with checkpoints, and rename it when done."""
         assert destination.path is not None
         target = destination.path
         checkpoint = target.with_name(f".{target.name}.partial.json")
-        # A run can be resumed when its output is text, appended to row by row; the input's
-        # content is identified by the SHA-256 of the bytes read (text) or of the whole file.
-        resumable = fmt is not Format.PARQUET and identity is not None
-        if identity is not None and resumable and self.reader.prefix() is None:
+        # A run can be resumed when its output is appended to row by row; the input's content
+        # is identified by the SHA-256 of the bytes read (text) or of the whole file.
+        identity = identity if job.appendable else None
+        if identity is not None and self.reader.prefix() is None:
             identity["input_sha256"] = file_sha256(identity["input"])
-        if resume and identity is not None:
-            saved = load_checkpoint(checkpoint, target, identity)
-            partial = target.with_name(saved["partial"])
-            fd = open_existing(partial)
-            done, offset = saved["rows_done"], saved["output_bytes"]
-            self.errors, self.abstained = saved["errors"], saved["abstained"]
-        else:
-            discard_checkpoint(checkpoint, target)
-            fd, partial = create_exclusive(target, ".partial")
-            done = offset = 0
+        fd, partial, done, offset = self._partial(target, checkpoint, job.resume, identity)
         handle = os.fdopen(fd, "r+b")
         self.skipped = self.kept = done
         completed = False
+        writer: TableWriter | None = None
+
+        def saved() -> None:
+            assert identity is not None
+            os.fsync(handle.fileno())
+            self._save_checkpoint(checkpoint, target, identity, partial, handle.tell())
+
         try:
             handle.truncate(offset)
             handle.seek(offset)
-            writer = open_writer(
-                handle, fmt, self.reader, added, write_header=not done, delimiter=self.delimiter
-            )
-            to_skip = done
-            for chunk in self.reader.chunks(chunk_rows):
-                if to_skip:
-                    drop = min(to_skip, len(chunk))
-                    chunk, to_skip = chunk[drop:], to_skip - drop
-                    self.rows += drop
-                    if not chunk:
-                        continue
-                writer.write(chunk, self.score_chunk(chunk))
-                writer.flush()
-                if identity is not None and resumable:
-                    os.fsync(handle.fileno())
-                    self._save_checkpoint(checkpoint, target, identity, partial, handle.tell())
-            if to_skip:
-                raise DataFileError(
-                    f"cannot resume: the checkpoint records {done} rows done but the input "
-                    f"has only {done - to_skip}; rerun without --resume"
-                )
+            writer = self.writer(handle, job, header=not done)
+            self.fill(writer, job, done, saved if identity is not None else None)
             writer.close()
             os.fsync(handle.fileno())
             handle.close()
             completed = True
-            place(partial, target, overwrite=overwrite)
+            place(partial, target, overwrite=job.overwrite)
             checkpoint.unlink(missing_ok=True)
         except OSError as error:  # a full disk, a lost mount: say which file, and what is kept
             with contextlib.suppress(OSError):
@@ -353,12 +299,30 @@ class _Run:
             raise DataFileError(self._failure(destination.name, error)) from None
         finally:
             if not completed:
+                if writer is not None:
+                    writer.discard()
                 with contextlib.suppress(OSError):
                     handle.close()
                 if not self.kept:
                     partial.unlink(missing_ok=True)
                     checkpoint.unlink(missing_ok=True)
         return self.summary(destination.name)
+
+    def _partial(
+        self, target: Path, checkpoint: Path, resume: bool, identity: dict[str, Any] | None
+    ) -> tuple[int, Path, int, int]:
+        """The partial file to write, the rows it already holds, and its length.
+
+        A fresh run creates it; a resumed one reopens the interrupted run's.
+        """
+        if resume and identity is not None:
+            saved = load_checkpoint(checkpoint, target, identity)
+            partial = target.with_name(saved["partial"])
+            self.errors, self.abstained = saved["errors"], saved["abstained"]
+            return open_existing(partial), partial, saved["rows_done"], saved["output_bytes"]
+        discard_checkpoint(checkpoint, target)
+        fd, partial = create_exclusive(target, ".partial")
+        return fd, partial, 0, 0
 
     def _failure(self, output: str, error: OSError) -> str:
         reason = error.strerror or str(error)

@@ -316,6 +316,8 @@ def discard_checkpoint(path: Path, target: Path) -> None:
 _IDENTITY_NAMES = {
     "matcher": "the matcher's settings (model, exemplars, threshold, calibration, --max-chars "
     "or the language check)",
+    "reading": "the options that read the input (--sheet, --encoding, --encoding-errors or "
+    "--delimiter)",
 }
 
 

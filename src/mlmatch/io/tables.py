@@ -9,6 +9,7 @@ written faithfully is an error, never a silent loss.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlmatch.errors import DataFileError
+from mlmatch.extras import require
 from mlmatch.io.formats import (
     Format,
     HashingReader,
@@ -27,7 +29,7 @@ from mlmatch.io.formats import (
     check_input,
 )
 
-__all__ = ["LOOKAHEAD", "JsonFloat", "open_reader", "pyarrow_parquet"]
+__all__ = ["LOOKAHEAD", "JsonFloat", "open_reader", "pyarrow_parquet", "text_codec"]
 
 # Records of JSON Lines read ahead from stdin, which cannot be scanned twice, to find the keys.
 LOOKAHEAD = 1000
@@ -40,16 +42,15 @@ def open_reader(
     encoding_errors: str = "strict",
     delimiter: str | None = None,
     sheet: str | None = None,
+    encoding: str | None = None,
 ) -> TableReader:
     """Open ``path`` (``-`` for stdin) for chunked reading.
 
     ``delimiter`` applies to CSV (default: ``,``, or ``;`` when the header is separated by
-    semicolons); ``sheet`` to Excel (default: the first sheet).
+    semicolons); ``sheet`` to Excel (default: the first sheet); ``encoding`` to CSV, TSV and JSON
+    Lines (default: UTF-8; see :func:`text_codec`). The options are checked by
+    :class:`~mlmatch.io.job.ScoreJob`.
     """
-    if delimiter is not None and fmt is not Format.CSV:
-        raise DataFileError(f"--delimiter applies to CSV input, not {fmt.value}")
-    if sheet is not None and fmt is not Format.XLSX:
-        raise DataFileError(f"--sheet applies to Excel (.xlsx) input, not {fmt.value}")
     if fmt is Format.PARQUET:
         return _parquet_reader(path)
     if fmt is Format.XLSX:
@@ -70,23 +71,72 @@ def open_reader(
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     # TSV rows end at "\n" only; CSV and JSON Lines split lines as csv and json expect.
     newline = "\n" if fmt is Format.TSV else ""
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors=encoding_errors, newline=newline)
+    try:
+        codec = text_codec(_head(binary), encoding, path)
+    except DataFileError:
+        binary.close()
+        raise
+    text = io.TextIOWrapper(binary, encoding=codec, errors=encoding_errors, newline=newline)
     progress = (lambda: hashing.position) if hashing is not None else None
     try:
         if fmt is Format.JSONL:
-            reader = _jsonl_reader(text, path, progress, encoding_errors)
+            reader = _jsonl_reader(text, path, progress, codec, encoding_errors)
         elif fmt is Format.TSV:
-            reader = _tsv_reader(text, path, progress)
+            reader = _tsv_reader(text, path, progress, codec)
         else:
-            reader = _csv_reader(text, path, progress, delimiter)
+            reader = _csv_reader(text, path, progress, delimiter, codec)
     except UnicodeDecodeError:
         text.close()
-        raise _decode_error(path) from None
+        raise _decode_error(path, codec) from None
     except BaseException:
         text.close()
         raise
     reader._hash = hashing
     return reader
+
+
+# Byte-order marks, longest first: UTF-32's little-endian mark starts with UTF-16's.
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def text_codec(head: bytes, encoding: str | None, path: str) -> str:
+    """The codec that reads a text file starting with ``head``.
+
+    That is the one its byte-order mark names, else ``encoding``, else UTF-8. A mark that
+    contradicts ``encoding`` is an error, since decoding with either would garble cells.
+    """
+    marked = next((codec for mark, codec in _MARKS if head.startswith(mark)), None)
+    if encoding is None:
+        return marked or "utf-8"
+    name = codecs.lookup(encoding).name
+    if marked is None:
+        return "utf-8-sig" if name == "utf-8" else encoding  # a UTF-8 file may still have a mark
+    family = marked.removesuffix("-sig")
+    if name.startswith(family):
+        return marked
+    raise DataFileError(
+        f"{path} starts with a {family.upper()} byte-order mark, so it is {family.upper()} text, "
+        f"not {encoding}; leave out --encoding"
+    )
+
+
+def _head(binary: IO[bytes]) -> bytes:
+    """The first bytes of a stream, left unread."""
+    peek = getattr(binary, "peek", None)
+    if peek is not None:
+        return bytes(peek(4)[:4])
+    if binary.seekable():
+        start = binary.tell()
+        head = binary.read(4)
+        binary.seek(start)
+        return head
+    return b""
 
 
 def _sniff_delimiter(line: str) -> str:
@@ -96,7 +146,9 @@ def _sniff_delimiter(line: str) -> str:
     return ";" if len(by_comma) == 1 and len(by_semicolon) > 1 else ","
 
 
-def _csv_reader(text: IO[str], path: str, progress: Any, delimiter: str | None) -> TableReader:
+def _csv_reader(
+    text: IO[str], path: str, progress: Any, delimiter: str | None, codec: str
+) -> TableReader:
     first = text.readline()
     if not first:
         raise DataFileError(f"{path} is empty: no header row")
@@ -127,14 +179,14 @@ def _csv_reader(text: IO[str], path: str, progress: Any, delimiter: str | None) 
                     )
                 yield row
         except UnicodeDecodeError:
-            raise _decode_error(path) from None
+            raise _decode_error(path, codec) from None
         except csv.Error as error:
             raise DataFileError(f"{path}, line {rows.line_num}: {error}") from None
 
     return TableReader(Format.CSV, header, records(), progress, text.close, delimiter=delimiter)
 
 
-def _tsv_reader(text: IO[str], path: str, progress: Any) -> TableReader:
+def _tsv_reader(text: IO[str], path: str, progress: Any, codec: str) -> TableReader:
     """Tab-separated values as IANA defines them.
 
     Tabs separate cells, newlines end rows, and quotes are ordinary characters: a cell cannot
@@ -158,7 +210,7 @@ def _tsv_reader(text: IO[str], path: str, progress: Any) -> TableReader:
                     )
                 yield row
         except UnicodeDecodeError:
-            raise _decode_error(path) from None
+            raise _decode_error(path, codec) from None
 
     return TableReader(Format.TSV, header, records(), progress, text.close, delimiter="\t")
 
@@ -260,7 +312,9 @@ def _note(record: dict[str, Any], columns: dict[str, None], kinds: dict[str, set
             kinds[key].add(kind)
 
 
-def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str) -> TableReader:
+def _jsonl_reader(
+    text: IO[str], path: str, progress: Any, codec: str, encoding_errors: str
+) -> TableReader:
     columns: dict[str, None] = {}
     kinds: dict[str, set[str]] = {}
     escapes = [False]
@@ -271,7 +325,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
     if rereadable:
         # A first pass over the file finds every key (a column of CSV or Parquet output) and
         # every error before any scoring starts.
-        with open(path, encoding="utf-8-sig", errors=encoding_errors, newline="") as scan:
+        with open(path, encoding=codec, errors=encoding_errors, newline="") as scan:
             for number, line in enumerate(scan, start=1):
                 record = _parse_json_line(path, number, line, _SCAN)
                 if record is not None:
@@ -303,7 +357,7 @@ def _jsonl_reader(text: IO[str], path: str, progress: Any, encoding_errors: str)
                         escapes[0] = True
                     yield record
         except UnicodeDecodeError:
-            raise _decode_error(path) from None
+            raise _decode_error(path, codec) from None
 
     return TableReader(
         Format.JSONL,
@@ -347,29 +401,35 @@ def _parquet_reader(path: str) -> TableReader:
 
 
 def pyarrow_parquet() -> Any:
-    """``pyarrow.parquet``, or a DataFileError naming the extra to install."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataFileError(
-            "Parquet needs pyarrow, which is not installed: pip install 'mlmatch[parquet]'"
-        ) from None
-    return pq
+    """``pyarrow.parquet``, or a MissingExtraError naming the extra to install."""
+    return require("pyarrow.parquet", "parquet", purpose="a Parquet file")
 
 
-def _decode_error(path: str) -> DataFileError:
-    """Find the first line that is not UTF-8 and say where it is."""
-    line_number, detail = 0, "invalid bytes"
+# How a decoding error names the codec that failed.
+_CODEC_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
+
+
+def _decode_error(path: str, codec: str) -> DataFileError:
+    """Find the first line that does not decode and say where it is."""
+    where, detail = "", "invalid bytes"
     if path != "-" and Path(path).is_file():
+        decoder = codecs.getincrementaldecoder(codec)("strict")
+        line = 1
         with open(path, "rb") as raw:
-            for line_number, line in enumerate(raw, start=1):  # noqa: B007
+            for piece in raw:
                 try:
-                    line.decode("utf-8")
+                    line += decoder.decode(piece).count("\n")
                 except UnicodeDecodeError as error:
-                    detail = f"byte 0x{line[error.start]:02x} at column {error.start + 1}"
+                    detail = f"byte 0x{error.object[error.start]:02x} at column {error.start + 1}"
+                    where = f", line {line}"
                     break
-    where = f", line {line_number}" if line_number else ""
+    name = _CODEC_NAMES.get(codec, codec)
+    hint = (
+        "pass --encoding with the file's encoding (cp1252 if Excel on Windows saved it)"
+        if name == "UTF-8"
+        else "pass the file's real --encoding"
+    )
     return DataFileError(
-        f"{path}{where}: not UTF-8 text ({detail}); convert the file to UTF-8, or pass "
-        "--encoding-errors replace to replace undecodable bytes"
+        f"{path}{where}: not {name} text ({detail}); {hint}, or --encoding-errors replace to "
+        "replace undecodable bytes"
     )

@@ -1,10 +1,11 @@
-"""Writing scored tables: CSV, TSV, JSON Lines and Parquet, one chunk at a time.
+"""Writing scored tables: CSV, TSV, JSON Lines, Parquet and Excel, one chunk at a time.
 
 Nothing read is dropped or changed on the way out. A JSON Lines key the output format has no column
 for is an error; so is a tab or line break in a TSV cell, which TSV (without quoting) cannot hold.
 JSON values in CSV and TSV are written as JSON writes them (``true``, ``null``, numbers as the file
 wrote them). A Parquet output's schema is fixed before the first chunk (see :func:`_parquet_plan`),
-so a chunk of empty cells or a column that changes type cannot break it.
+so a chunk of empty cells or a column that changes type cannot break it. Excel workbooks are
+written by :mod:`mlmatch.io.workbook`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from mlmatch.errors import DataFileError
-from mlmatch.io.formats import OUTPUT_FORMATS, Format, TableReader
+from mlmatch.io.formats import Format, TableReader
+from mlmatch.io.rows import Column, Kind
 from mlmatch.io.tables import LOOKAHEAD, JsonFloat, pyarrow_parquet
+from mlmatch.io.workbook import SheetWriter
 
 __all__ = ["TableWriter", "open_writer"]
 
@@ -36,19 +39,17 @@ class TableWriter:
         handle: IO[bytes],
         fmt: Format,
         source: TableReader,
-        added: Sequence[str],
+        added: Sequence[Column],
         *,
         write_header: bool = True,
         delimiter: str = ",",
     ) -> None:
-        if fmt not in OUTPUT_FORMATS:
-            known = ", ".join(f.value for f in OUTPUT_FORMATS)
-            raise DataFileError(f"mlmatch writes {known}, not {fmt.value}")
         self.format = fmt
         self.source = source
         self.columns = list(source.columns)
         self._known = set(self.columns)
-        self.added = list(added)
+        self.kinds = [column.kind for column in added]
+        self.added = [column.name for column in added]
         if fmt is Format.JSONL and len(self._known) < len(self.columns):
             twice = next(c for i, c in enumerate(self.columns) if c in self.columns[:i])
             raise DataFileError(
@@ -58,10 +59,13 @@ class TableWriter:
         self._binary = handle
         self._parquet: Any = None
         self._text: io.TextIOWrapper | None = None
+        self._sheet: SheetWriter | None = None
         self._written = 0
         # Parquet nulls stay empty cells; JSON null is written as JSON writes it.
         self._null = "null" if source.format is Format.JSONL else ""
-        if fmt is Format.PARQUET:
+        if fmt is Format.XLSX:
+            self._sheet = SheetWriter(handle, self.columns, self.added)
+        if fmt in (Format.PARQUET, Format.XLSX):
             return
         self._text = io.TextIOWrapper(
             handle, encoding="utf-8", errors="backslashreplace", newline="", write_through=True
@@ -78,6 +82,8 @@ class TableWriter:
             self._refuse_new_keys(records)
         if self.format is Format.PARQUET:
             self._write_parquet(records, added_rows)
+        elif self._sheet is not None:
+            self._sheet.write([self._values(record) for record in records], added_rows)
         elif self.format is Format.JSONL:
             assert self._text is not None
             for record, extra in zip(records, added_rows, strict=True):
@@ -89,15 +95,23 @@ class TableWriter:
                 row.update(zip(self.added, extra, strict=True))
                 self._text.write(_json_line(row))
         else:
-            width = len(self.columns)
             for record, extra in zip(records, added_rows, strict=True):
-                if isinstance(record, list):
-                    # A short row is padded so mlmatch's columns stay under their header.
-                    cells = record + [""] * (width - len(record))
-                else:
-                    cells = [self._cell(record, c) for c in self.columns]
+                cells = (
+                    self._values(record)
+                    if isinstance(record, list)
+                    else [self._cell(record, c) for c in self.columns]
+                )
                 self._write_cells(cells, ["" if v is None else str(v) for v in extra])
         self._written += len(records)
+
+    def _values(self, record: Any) -> list[Any]:
+        """A record's cells in column order.
+
+        A short row is padded so mlmatch's columns stay under their header.
+        """
+        if isinstance(record, list):
+            return record + [""] * (len(self.columns) - len(record))
+        return [record.get(c) for c in self.columns]
 
     def _refuse_new_keys(self, records: Sequence[Any]) -> None:
         for offset, record in enumerate(records):
@@ -149,7 +163,7 @@ class TableWriter:
 
         pq = pyarrow_parquet()
         if self._parquet is None:
-            self._plan = _parquet_plan(self.source, self.added)
+            self._plan = _parquet_plan(self.source, zip(self.added, self.kinds, strict=True))
             schema = pa.schema([(name, kind) for name, kind, _ in self._plan])
             self._parquet = pq.ParquetWriter(self._binary, schema)
         arrays = []
@@ -170,12 +184,19 @@ class TableWriter:
             self._text.flush()
         self._binary.flush()
 
+    def discard(self) -> None:
+        """Give the output up after a failure, freeing what a workbook holds open."""
+        if self._sheet is not None:
+            self._sheet.discard()
+
     def close(self) -> None:
         """Finish the file (Parquet writes its footer here)."""
         if self.format is Format.PARQUET:
             if self._parquet is None:
                 self._write_parquet([], [])  # nothing written yet: still a valid, empty file
             self._parquet.close()
+        if self._sheet is not None:
+            self._sheet.close()
         if self._text is not None:
             self._text.flush()
             self._text.detach()
@@ -185,7 +206,9 @@ class TableWriter:
 _TSV_SPACE = re.compile(r"[\t\r\n]")
 
 
-def _parquet_plan(source: TableReader, added: Sequence[str]) -> list[tuple[str, Any, Any]]:
+def _parquet_plan(
+    source: TableReader, added: Iterable[tuple[str, Kind]]
+) -> list[tuple[str, Any, Any]]:
     """Name, Arrow type and value converter of every output column, fixed before writing.
 
     Parquet input keeps its schema; CSV, TSV and Excel cells are text; a JSON Lines key gets
@@ -204,8 +227,8 @@ def _parquet_plan(source: TableReader, added: Sequence[str]) -> list[tuple[str, 
             plan.append((name, *_json_column(pa, source.kinds.get(name, set()))))
         else:
             plan.append((name, pa.string(), keep))
-    for name in added:
-        if name == "mlmatch_score" or name.startswith("mlmatch_score_"):
+    for name, kind in added:
+        if kind is Kind.SCORE:
             plan.append((name, pa.float64(), _score))
         else:
             plan.append((name, pa.string(), _text_or_none))
@@ -274,7 +297,7 @@ def open_writer(
     handle: IO[bytes],
     fmt: Format,
     source: TableReader,
-    added: Sequence[str],
+    added: Sequence[Column],
     *,
     write_header: bool = True,
     delimiter: str = ",",
