@@ -4,7 +4,7 @@ Importing this package registers every command on :func:`main`: ``classify``, ``
 ``score``, ``report``, ``evaluate``, ``calibrate``, ``diagnose``, ``tune`` and ``prepare``.
 """
 
-from mlmatch.cli import classify, evaluate, score, tune
+from mlmatch.cli import classify, evaluate, report, score, tune
 from mlmatch.cli.app import main
 
-__all__ = ["classify", "evaluate", "main", "score", "tune"]
+__all__ = ["classify", "evaluate", "main", "report", "score", "tune"]
