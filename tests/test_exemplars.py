@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, write_exemplar_dir
 
-from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars
-from mlmatch import exemplars as exemplars_module
+from mlmatch import ExemplarError, ExemplarSet, Tier, load_exemplars, yamlfiles
 from mlmatch.exemplars import NONE_LABEL, default_exemplar_dir
 
 # The category ids and tiers are a contract (../shared/taxonomy.md).
@@ -260,9 +259,9 @@ def test_a_folder_or_socket_named_like_a_category_file_is_refused(tiny_dir: Path
 
 
 def test_a_file_over_the_size_limit_is_refused(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    assert exemplars_module.MAX_FILE_BYTES == 4 * 1024 * 1024  # the limit docs/cli.md states
+    assert yamlfiles.MAX_FILE_BYTES == 4 * 1024 * 1024  # the limit docs/cli.md states
     limit = max(path.stat().st_size for path in tiny_dir.iterdir())
-    monkeypatch.setattr(exemplars_module, "MAX_FILE_BYTES", limit)
+    monkeypatch.setattr(yamlfiles, "MAX_FILE_BYTES", limit)
     head = GOOD_HEADER + "exemplars:\n  - a robot arm "
     _break(tiny_dir, "robots.yaml", head + "x" * (limit - len(head) - 1) + "\n")
     assert "robots" in ExemplarSet.from_directory(tiny_dir).category_ids  # at the limit: read
@@ -279,7 +278,7 @@ def test_deep_nesting_is_refused_naming_the_file(tiny_dir: Path):
     ):
         ExemplarSet.from_directory(tiny_dir)
     # Nesting up to the limit is read (and then refused by the schema, not by the reader).
-    levels = exemplars_module.MAX_NESTING - 2  # the file's mapping and the string are two
+    levels = yamlfiles.MAX_NESTING - 2  # the file's mapping and the string are two
     _break(tiny_dir, "robots.yaml", GOOD_HEADER + f"exemplars: {'[' * levels}x{']' * levels}\n")
     with pytest.raises(ExemplarError, match=r"robots\.yaml: exemplars\.0: Input should be a valid"):
         ExemplarSet.from_directory(tiny_dir)
