@@ -378,3 +378,111 @@ def test_chromium_renders_the_report(hand_csv: Path, tmp_path: Path):
     assert "Review queue" in text and "How the file was scored" in text
     assert HOSTILE in text  # shown as text ...
     assert "<script" not in dom.lower()  # ... and never became an element
+
+
+# ------------------------------------------------------------------------- rows without a category
+
+
+def test_rows_without_a_category_are_listed_nearest_first(tmp_path: Path):
+    rows = [dict(row) for row in HAND_ROWS]
+    rows[3]["mlmatch_explanation"] = (
+        "Nothing here has to be learned from data, so it gets no category: it reads like "
+        "everyday questions (score 0.88), closest to “what to cook tonight”. The nearest area "
+        "was Robots (score 0.15)."
+    )
+    rows[9]["mlmatch_closest"] = "finetune"
+    path = write_csv(tmp_path / "scored.csv", rows)
+    listed = section(build_report(path), "unlabelled")
+    assert [int(n) for n in re.findall(r'<tr><td class="num">(\d+)</td>', listed)] == [4, 10]
+    text = page_text(listed)
+    assert "The 2 row(s) without a category that came nearest to one" in text
+    assert "4 title: a cake recipe everyday questions Robots robots 0.150" in text
+    assert "10 title: flights to lisbon — Finetune finetune 0.100" in text
+    # Bounded like the review queue, and saying how many more there are.
+    one = page_text(section(build_report(path, review=1), "unlabelled"))
+    assert "a cake recipe" in one and "flights to lisbon" not in one
+    assert "1 more are counted above" in one
+    assert "--review 0 turns the lists off" in page_text(build_report(path, review=0))
+
+
+def test_review_help_page_and_code_agree_on_the_order(hand_csv: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from mlmatch.cli import main
+
+    help_text = " ".join(CliRunner().invoke(main, ["report", "--help"]).output.split())
+    assert "by the smallest margin to the runner-up's score when the file has one" in help_text
+    assert "(scored with --top 2 or more), else by the lowest top score" in help_text
+    assert "the smallest margins between the two best categories" not in help_text
+    # The page says the same, for each kind of file (the order itself is tested above).
+    assert "with the smallest margin between" in build_report(hand_csv)
+    top1 = write_csv(tmp_path / "top1.csv", HAND_ROWS, ["title", *BASE_COLUMNS])
+    assert "with the lowest top score" in build_report(top1)
+
+
+def test_review_queue_ties_keep_the_earliest_rows(tmp_path: Path):
+    rows = [scored_row("robots", 0.5, "finetune", 0.3, title=f"t{i}") for i in range(3)]
+    rows.append(scored_row("robots", 0.4, "finetune", 0.3, title="closer call"))
+    path = write_csv(tmp_path / "ties.csv", rows)
+    # Margins 0.2, 0.2, 0.2, 0.1: the closest call, then the first row of the tie.
+    assert review_rows(build_report(path, review=2)) == [4, 1]
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _distinct_rows(count: int) -> list[dict[str, object]]:
+    """Rows whose every label, tier, nearest area and reason is its own."""
+    rows = []
+    for i in range(count):
+        if i % 5 == 4:
+            row = scored_row("none", 0.1, f"area-{i}", 0.05, title=f"text {i}")
+            row["mlmatch_closest"] = f"area-{i}"
+        elif i % 5 == 3:
+            row = scored_row("", None, error=f"reason {chr(65 + i % 26)}{'x' * (i % 997)}")
+        else:
+            row = scored_row(f"area-{i}", 0.6, "", None, tier=f"tier-{i}", title=f"text {i}")
+        rows.append(row)
+    return rows
+
+
+def test_charts_draw_at_most_forty_bars(tmp_path: Path):
+    path = write_csv(tmp_path / "distinct.csv", _distinct_rows(200))
+    page = build_report(path)
+    tiers, categories = section(page, "tiers"), section(page, "categories")
+    assert tiers.count("<g>") == 40  # 38 tier bars (the last "Other tiers"), none, error
+    assert categories.count("<g>") == 40
+    # 120 labelled rows: the 3 known tiers (empty here) and 34 others shown, 86 folded.
+    assert "<title>Other tiers: 86 (43.0%)</title>" in tiers
+    assert "<title>Other categories: 81 (67.5%)</title>" in categories
+    assert "The last bar holds the 86 smaller tiers" in page_text(tiers)
+    assert len(page) < 200_000
+
+
+def test_counting_is_bounded_however_many_distinct_values(tmp_path: Path):
+    from mlmatch.report.tally import MAX_DISTINCT, collect
+
+    rows = _distinct_rows(5 * MAX_DISTINCT // 2)  # 1,500 labels, 500 nearest areas, 500 reasons
+    path = write_csv(tmp_path / "distinct.csv", rows)
+    _, tally = collect(str(path), None, 3, None)
+    assert (tally.labelled, tally.abstained, tally.errors) == (1500, 500, 500)
+    assert len(tally.by_category.counts) == len(tally.by_tier.counts) == MAX_DISTINCT
+    assert tally.by_category.other == tally.by_tier.other == 500
+    assert len(tally.names) == len(tally.tier_of) == MAX_DISTINCT
+    assert len(tally.nearest_of_none.counts) == 500 and tally.nearest_of_none.other == 0
+    assert sum(tally.reasons.counts.values()) + tally.reasons.other == 500
+    assert len(tally.queue) == len(tally.unlabelled) == 3
+    page = build_report(path)
+    assert "500 row(s) of categories past the first 1,000 distinct ones" in page_text(page)
+    assert "<title>Other categories: 1,461 (97.4%)</title>" in section(page, "categories")
+
+
+def test_long_cells_are_kept_short(tmp_path: Path):
+    from mlmatch.report.tally import collect
+
+    huge = "x" * 200_000
+    rows = [scored_row(huge, 0.5, "robots", 0.4, name=huge, tier=huge, title=huge)]
+    _, tally = collect(str(write_csv(tmp_path / "long.csv", rows)), None, 3, None)
+    (label,) = tally.by_category.counts
+    assert len(label) <= 400 and len(tally.names[label]) <= 400
+    assert all(len(cell) <= 400 for _, cell in tally.queue.items()[0].text)

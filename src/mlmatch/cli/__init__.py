@@ -5,7 +5,7 @@ Importing this package registers every command on :func:`main`: ``classify``, ``
 ``prepare``.
 """
 
-from mlmatch.cli import classify, evaluate, learn, score, tune
+from mlmatch.cli import classify, evaluate, learn, report, score, tune
 from mlmatch.cli.app import main
 
-__all__ = ["classify", "evaluate", "learn", "main", "score", "tune"]
+__all__ = ["classify", "evaluate", "learn", "main", "report", "score", "tune"]

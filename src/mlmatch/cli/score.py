@@ -1,4 +1,4 @@
-"""``mlmatch score`` and ``mlmatch report``: whole files scored, and a page about a scored file."""
+"""``mlmatch score``: every row of a file scored, with mlmatch's columns added."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mlmatch.cli import app
-from mlmatch.cli.app import FORMATS, INTERNAL_ERROR, OUTPUT_FORMATS, main, matcher_options
+from mlmatch.cli.app import FORMATS, INTERNAL_ERROR, main, matcher_options
 
 if TYPE_CHECKING:
     from mlmatch.config import MatcherConfig
     from mlmatch.io.job import ScoreJob
 
-__all__ = ["report", "score"]
+__all__ = ["score"]
 
 
 @main.command()
@@ -189,67 +189,3 @@ class _ProgressLine:
 
     def finish(self) -> None:
         sys.stderr.write("\n")
-
-
-@main.command()
-@click.argument("scored_path", metavar="SCORED")
-@click.option(
-    "-o",
-    "--output",
-    "output_path",
-    required=True,
-    help="HTML page to write (- for stdout); self-contained, it opens without a network.",
-)
-@click.option(
-    "-t",
-    "--text-column",
-    "text_columns",
-    multiple=True,
-    help="Columns to quote in the review queue (default: the file's other text columns).",
-)
-@click.option(
-    "--review",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="Rows in the review queue: the smallest margins between the two best categories.",
-)
-@click.option(
-    "--format",
-    "input_format",
-    type=OUTPUT_FORMATS,
-    default=None,
-    help="Format of SCORED (default: from the file suffix).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def report(
-    scored_path: str,
-    output_path: str,
-    text_columns: tuple[str, ...],
-    review: int,
-    input_format: str | None,
-    overwrite: bool,
-    quiet: bool,
-) -> None:
-    """Write one HTML page about a file that `mlmatch score` wrote.
-
-    Counts by tier and category, abstentions and errors, and a queue of the rows to review by
-    hand. A file without mlmatch's columns is refused.
-    """
-    from mlmatch.report import write_report
-
-    summary = write_report(
-        scored_path,
-        output_path,
-        text_columns=list(text_columns) or None,
-        review=review,
-        overwrite=overwrite,
-        input_format=input_format,
-    )
-    if not quiet:
-        click.echo(
-            f"mlmatch: reported on {summary.rows:,} rows ({summary.labelled:,} with a category, "
-            f"{summary.abstained:,} without, {summary.errors:,} errors) -> {summary.output}",
-            err=True,
-        )

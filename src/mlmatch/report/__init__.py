@@ -1,7 +1,8 @@
 """An HTML page summarising a file that ``mlmatch score`` wrote.
 
-:func:`build_report` reads the scored file once, keeping only counters and the few rows of the
-review queue (so a file of millions of rows costs little memory), and returns one self-contained
+:func:`build_report` reads the scored file once, keeping only bounded counters and the few rows
+of its two lists, the review queue and the rows without a category (so a file of millions of
+rows, however odd its values, costs little memory), and returns one self-contained
 page: inline CSS and SVG charts, no scripts, fonts or anything fetched from the network. Every
 cell of the file shown on the page is HTML-escaped, and the page forbids scripts besides, so a
 hostile cell cannot run anything. :func:`write_report` writes that page to a file the way scored
@@ -47,8 +48,9 @@ def build_report(
 ) -> str:
     """The HTML page of the scored file ``scored`` (``-``: stdin).
 
-    ``text_columns`` are shown for each row of the review queue (default: every column that is
-    not mlmatch's and holds text); ``review`` is how many rows the queue holds.
+    ``text_columns`` are shown for each row listed (default: every column that is not
+    mlmatch's and holds text); ``review`` is how many rows each list holds: the review queue
+    (the closest calls) and the rows without a category (those nearest to one first).
     """
     return render(*collect(str(scored), text_columns, review, input_format))
 

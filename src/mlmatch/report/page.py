@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlmatch.display import TIER_COLOURS  # one palette for the notebook and the report
 from mlmatch.errors import ExemplarError
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.io.formats import Format
-from mlmatch.text import shorten
+from mlmatch.report.charts import MAX_BARS, bar_chart, count, escape, fold, histogram
+from mlmatch.report.tally import MAX_DISTINCT, Source, Tally
 from mlmatch.version import __version__
 
 if TYPE_CHECKING:
     from mlmatch.exemplars import ExemplarSet
 
-from mlmatch.display import TIER_COLOURS  # one palette for the notebook and the report
-from mlmatch.report.tally import Source, Tally
-
 __all__ = ["render"]
-
-# Bars in the category chart; a file with more distinct labels is not one mlmatch wrote
-# unchanged, and a taller chart would not be read anyway.
-_MAX_BARS = 40
 
 _OTHER_TIER_COLOUR = "#6b5fb5"
 _NONE_COLOUR = "#8a8f98"
 _ERROR_COLOUR = "#c9372c"
-_HIST_COLOUR = "#4c6ef5"
 
 # --------------------------------------------------------------------------- rendering
 
@@ -77,15 +70,6 @@ svg text { font: 13px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _count(n: int, total: int) -> str:
-    share = f"{100 * n / total:.1f}%" if total else "0%"
-    return f"{n:,} ({share})"
-
-
 def render(source: Source, tally: Tally) -> str:
     """The whole page of a scored file, from what :func:`~mlmatch.report.tally.collect` read."""
     exemplars = _bundled()
@@ -95,13 +79,14 @@ def render(source: Source, tally: Tally) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>mlmatch report: {_e(name)}</title>",
+        f"<title>mlmatch report: {escape(name)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
         _overview(name, tally),
         _tier_section(tally, exemplars),
         _category_section(tally, exemplars),
         _score_section(tally),
         _abstention_section(tally, exemplars),
+        _unlabelled_section(source, tally, exemplars),
         _error_section(tally),
         _review_section(source, tally, exemplars),
         _source_section(source, tally),
@@ -128,12 +113,12 @@ def _overview(name: str, tally: Tally) -> str:
         ("Errors", f"{tally.errors:,}", _share(tally.errors, tally.rows), _ERROR_COLOUR),
     ]
     html_cards = "".join(
-        f'<div class="card" style="--c:{colour}"><div>{_e(title)}</div>'
-        f'<div class="n">{number}</div><div class="p">{_e(note)}</div></div>'
+        f'<div class="card" style="--c:{colour}"><div>{escape(title)}</div>'
+        f'<div class="n">{number}</div><div class="p">{escape(note)}</div></div>'
         for title, number, note, colour in cards
     )
     return (
-        f'<header><h1>mlmatch report</h1><p class="lead">{_e(name)}: {tally.rows:,} rows '
+        f'<header><h1>mlmatch report</h1><p class="lead">{escape(name)}: {tally.rows:,} rows '
         f"scored by <code>mlmatch score</code>.</p>"
         f'<div class="cards" id="summary">{html_cards}</div></header>'
     )
@@ -153,22 +138,40 @@ def _tier_name(tier: str, exemplars: ExemplarSet | None) -> str:
 
 def _tier_order(tiers: Sequence[str], exemplars: ExemplarSet | None) -> list[str]:
     known = [info.id.value for info in exemplars.tiers] if exemplars is not None else []
-    return list(known) + sorted(t for t in tiers if t not in known)
+    return known + sorted(set(tiers) - set(known))
 
 
 def _tier_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
-    bars = [
-        (_tier_name(tier, exemplars), tally.by_tier[tier], _tier_colour(tier))
-        for tier in _tier_order(list(tally.by_tier), exemplars)
-    ]
+    counts = tally.by_tier.counts
+    known = [info.id.value for info in exemplars.tiers] if exemplars is not None else []
+    others = sorted((t for t in counts if t not in known), key=lambda t: (-counts[t], t))
+    tiers = [(_tier_name(t, exemplars), counts[t], _tier_colour(t)) for t in known + others]
+    # Two bars are kept for rows without a category and errors.
+    bars, folded = fold(
+        tiers, ("Other tiers", 0, _OTHER_TIER_COLOUR), tally.by_tier.other, MAX_BARS - 2
+    )
     bars.append(("No category (none)", tally.abstained, _NONE_COLOUR))
     bars.append(("Error", tally.errors, _ERROR_COLOUR))
     return (
         '<section id="tiers"><h2>Rows by tier</h2>'
         '<p class="note">How much machine learning has advanced in the area each row was '
-        "given; rows without a category and rows that could not be scored are shown too.</p>"
-        f"{_bar_chart(bars, tally.rows, 'Rows by tier')}</section>"
+        "given; rows without a category and rows that could not be scored are shown too."
+        f"{_folded_note(folded, tally.by_tier.other, 'tiers')}</p>"
+        f"{bar_chart(bars, tally.rows, 'Rows by tier')}</section>"
     )
+
+
+def _folded_note(folded: int, pooled: int, what: str) -> str:
+    """What the last bar of a folded chart holds."""
+    if not folded and not pooled:
+        return ""
+    parts = [f"the {folded:,} smaller {what}"] if folded else []
+    if pooled:
+        parts.append(
+            f"{pooled:,} row(s) of {what} past the first {MAX_DISTINCT:,} distinct ones, counted "
+            "together"
+        )
+    return f" The last bar holds {' and '.join(parts)}."
 
 
 def _tier_colour(tier: str) -> str:
@@ -176,7 +179,7 @@ def _tier_colour(tier: str) -> str:
 
 
 def _category_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
-    counts = Counter(tally.by_category)
+    counts = Counter(tally.by_category.counts)
     names, tier_of = dict(tally.names), dict(tally.tier_of)
     if exemplars is not None:
         known = {c.id: c for c in exemplars.categories}
@@ -194,85 +197,30 @@ def _category_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
     rank = {tier: i for i, tier in enumerate(tiers)}
     ordered = sorted(counts, key=lambda c: (-counts[c], rank.get(tier_of.get(c, ""), 99), c))
     bars = [(names.get(c) or c, counts[c], _tier_colour(tier_of.get(c, ""))) for c in ordered]
-    hidden = ""
-    if len(bars) > _MAX_BARS:
-        rest = sum(count for _, count, _ in bars[_MAX_BARS - 1 :])
-        hidden = f" {len(bars) - _MAX_BARS + 1:,} more categories are shown as one bar."
-        bars = [*bars[: _MAX_BARS - 1], ("Other categories", rest, _OTHER_TIER_COLOUR)]
-    used = [t for t in tiers if any(tier_of.get(c) == t for c in counts)]
+    other = ("Other categories", 0, _OTHER_TIER_COLOUR)
+    bars, folded = fold(bars, other, tally.by_category.other)
+    shown = {tier_of.get(c, "") for c in ordered[: len(bars)]}
     legend = "".join(
-        f'<span><i style="background:{_tier_colour(t)}"></i>{_e(_tier_name(t, exemplars))}</span>'
-        for t in used
+        f'<span><i style="background:{_tier_colour(t)}"></i>{escape(_tier_name(t, exemplars))}'
+        "</span>"
+        for t in tiers
+        if t in shown
     )
+    note = _folded_note(folded, tally.by_category.other, "categories")
     return (
         '<section id="categories"><h2>Rows by category</h2>'
         f'<p class="note">Rows given each category; the share is of rows given a category '
-        f"({tally.labelled:,}).{hidden}</p>"
+        f"({tally.labelled:,}).{note}</p>"
         f'<p class="note legend">{legend}</p>'
-        f"{_bar_chart(bars, tally.labelled, 'Rows by category')}</section>"
+        f"{bar_chart(bars, tally.labelled, 'Rows by category')}</section>"
     )
 
 
-def _bar_chart(bars: Sequence[tuple[str, int, str]], total: int, title: str) -> str:
-    """Horizontal bars with their names at the left and count and share at the right."""
-    if not bars:
-        return '<p class="note">No rows.</p>'
-    label_width, bar_width, number_width, row = 290, 520, 150, 28
-    width = label_width + bar_width + number_width
-    height = row * len(bars) + 8
-    peak = max((count for _, count, _ in bars), default=0) or 1
-    items = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(title)}" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-        f"<title>{_e(title)}</title>"
-    ]
-    for i, (name, count, colour) in enumerate(bars):
-        y = 4 + i * row
-        length = bar_width * count / peak
-        shown = shorten(" ".join(name.split()), 40)
-        items.append(
-            f"<g><title>{_e(name)}: {_e(_count(count, total))}</title>"
-            f'<text x="{label_width - 10}" y="{y + 18}" text-anchor="end">{_e(shown)}</text>'
-            f'<rect x="{label_width}" y="{y + 4}" width="{length:.1f}" height="{row - 8}" '
-            f'rx="3" fill="{colour}"/>'
-            f'<text x="{label_width + length + 8:.1f}" y="{y + 18}">{_e(_count(count, total))}'
-            "</text></g>"
-        )
-    items.append("</svg>")
-    return "".join(items)
-
-
 def _score_section(tally: Tally) -> str:
-    counts = tally.histogram
-    scored = sum(counts)
-    if not scored:
-        chart = '<p class="note">No row was given a category.</p>'
+    if sum(tally.histogram):
+        chart = histogram(tally.histogram)
     else:
-        width, height, left, bottom, top = 980, 240, 50, 40, 24
-        step = (width - left - 10) / len(counts)
-        peak = max(counts) or 1
-        items = [
-            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Top scores" '
-            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-            "<title>Top score of rows given a category</title>"
-            f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
-            'stroke="#9aa4ae"/>'
-        ]
-        for i, count in enumerate(counts):
-            bar = (height - bottom - top) * count / peak
-            x = left + i * step
-            y = height - bottom - bar
-            items.append(
-                f"<g><title>score {i / 10:.1f}&ndash;{(i + 1) / 10:.1f}: {count:,}</title>"
-                f'<rect x="{x + 4:.1f}" y="{y:.1f}" width="{step - 8:.1f}" height="{bar:.1f}" '
-                f'rx="2" fill="{_HIST_COLOUR}"/>'
-                f'<text x="{x + step / 2:.1f}" y="{y - 6:.1f}" text-anchor="middle">{count:,}'
-                "</text>"
-                f'<text x="{x + step / 2:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-                f"{i / 10:.1f}&ndash;{(i + 1) / 10:.1f}</text></g>"
-            )
-        items.append("</svg>")
-        chart = "".join(items)
+        chart = '<p class="note">No row was given a category.</p>'
     return (
         '<section id="scores"><h2>Scores of rows given a category</h2>'
         '<p class="note">How many rows given a category had each top score '
@@ -281,17 +229,23 @@ def _score_section(tally: Tally) -> str:
     )
 
 
-def _abstention_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
+def _names(tally: Tally, exemplars: ExemplarSet | None) -> dict[str, str]:
+    """Category names by id: the file's own, else the bundled taxonomy's."""
     names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
     names.update({k: v for k, v in tally.names.items() if v})
+    return names
+
+
+def _abstention_section(tally: Tally, exemplars: ExemplarSet | None) -> str:
+    names = _names(tally, exemplars)
     if tally.abstained:
         rows = "".join(
-            f"<tr><td>{_e(names.get(c, c))} <code>{_e(c)}</code></td>"
-            f'<td class="num">{_count(n, tally.abstained)}</td></tr>'
-            for c, n in tally.nearest_of_none.most_common(8)
+            f"<tr><td>{escape(names.get(c, c))} <code>{escape(c)}</code></td>"
+            f'<td class="num">{count(n, tally.abstained)}</td></tr>'
+            for c, n in tally.nearest_of_none.counts.most_common(8)
         )
         body = (
-            f"<p>{_count(tally.abstained, tally.rows)} of the rows were given no category "
+            f"<p>{count(tally.abstained, tally.rows)} of the rows were given no category "
             f"(<code>{NONE_LABEL}</code>): no area of the taxonomy was close enough. The areas "
             "they came nearest to (<code>mlmatch_closest</code>):</p>"
             f'<table><tr><th>Nearest category</th><th class="num">Rows</th></tr>{rows}</table>'
@@ -306,22 +260,23 @@ def _error_section(tally: Tally) -> str:
     if not tally.errors:
         body = "<p>Every row could be scored; no row has an error.</p>"
     else:
+        reasons = tally.reasons.counts
         rows = "".join(
-            f"<tr><td>{_e(reason)}</td><td class='num'>{n:,}</td>"
+            f"<tr><td>{escape(reason)}</td><td class='num'>{n:,}</td>"
             f"<td class='num'>{tally.first_row_of[reason]:,}</td></tr>"
-            for reason, n in tally.reasons.most_common(10)
+            for reason, n in reasons.most_common(10)
         )
-        more = len(tally.reasons) - min(len(tally.reasons), 10)
+        more = len(reasons) - min(len(reasons), 10)
         notes = []
         if more:
             notes.append(f"{more:,} less common reason(s) are not listed.")
-        if tally.other_reasons:
+        if tally.reasons.other:
             notes.append(
-                f"{tally.other_reasons:,} row(s) had yet other reasons, counted but not told apart."
+                f"{tally.reasons.other:,} row(s) had yet other reasons, counted but not told apart."
             )
         note = f'<p class="note">{" ".join(notes)}</p>' if notes else ""
         body = (
-            f"<p>{_count(tally.errors, tally.rows)} of the rows could not be scored; "
+            f"<p>{count(tally.errors, tally.rows)} of the rows could not be scored; "
             "<code>mlmatch_error</code> says why. The most common reasons (the row's own "
             "numbers and quotes shown as N and …):</p>"
             "<table><tr><th>Reason</th><th class='num'>Rows</th><th class='num'>First row"
@@ -335,13 +290,57 @@ def _score_cell(score: float | None) -> str:
 
 
 def _category_cell(category_id: str, names: dict[str, str]) -> str:
-    return f'{_e(names.get(category_id, category_id))}<span class="id">{_e(category_id)}</span>'
+    name = escape(names.get(category_id, category_id))
+    return f'{name}<span class="id">{escape(category_id)}</span>'
+
+
+def _text_cell(text: tuple[tuple[str, str], ...]) -> str:
+    return " · ".join(
+        f"<b>{escape(name)}:</b> {escape(cell)}" if name else escape(cell) for name, cell in text
+    )
+
+
+def _texts_shown(source: Source) -> str:
+    texts = ", ".join(f"<code>{escape(c)}</code>" for c in source.text_columns) or "none"
+    guessed = " (every column that is not mlmatch's and holds text)" if source.guessed else ""
+    return (
+        f'<p class="note">Text shown: {texts}{guessed}. Row 1 is the first row after the '
+        "header.</p>"
+    )
+
+
+def _unlabelled_section(source: Source, tally: Tally, exemplars: ExemplarSet | None) -> str:
+    names = _names(tally, exemplars)
+    listed = tally.unlabelled.items()
+    rows = "".join(
+        f'<tr><td class="num">{item.row:,}</td><td class="text">{_text_cell(item.text)}</td>'
+        f"<td>{escape(item.reads_like) if item.reads_like else '—'}</td>"
+        f"<td>{_category_cell(item.closest, names) if item.closest else '—'}</td>"
+        f'<td class="num">{_score_cell(item.score)}</td></tr>'
+        for item in listed
+    )
+    if not tally.abstained:
+        body = '<p class="note">Every row was given a category or an error.</p>'
+    elif not listed:
+        body = '<p class="note">None listed: <code>--review 0</code> turns the lists off.</p>'
+    else:
+        more = tally.abstained - len(listed)
+        body = (
+            f"<p>The {len(listed):,} row(s) without a category that came nearest to one (the "
+            "highest <code>mlmatch_score</code> first): the likeliest to deserve one"
+            + (f"; {more:,} more are counted above" if more else "")
+            + ". What each reads like is what its explanation says.</p>"
+            + _texts_shown(source)
+            + '<table><tr><th class="num">Row</th><th>Text</th><th>Reads like</th>'
+            '<th>Nearest category</th><th class="num">Score</th></tr>'
+            f"{rows}</table>"
+        )
+    return f'<section id="unlabelled"><h2>Rows without a category</h2>{body}</section>'
 
 
 def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None) -> str:
-    names = {c.id: c.name for c in exemplars.categories} if exemplars is not None else {}
-    names.update({k: v for k, v in tally.names.items() if v})
-    queue = sorted((entry[2] for entry in tally.heap), key=lambda r: (r.key, r.row))
+    names = _names(tally, exemplars)
+    queue = tally.queue.items()
     by_margin = source.top >= 2
     what = (
         "the smallest margin between the top score and the runner-up's "
@@ -358,9 +357,7 @@ def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None)
         for item in queue:
             first = _category_cell(item.label, names)
             second = _category_cell(item.second, names) if item.second else "—"
-            text = " · ".join(
-                f"<b>{_e(name)}:</b> {_e(cell)}" if name else _e(cell) for name, cell in item.text
-            )
+            text = _text_cell(item.text)
             # Without a runner-up's score the key is the top score itself: shown once.
             extra = (
                 f'<td class="num">{_score_cell(item.second_score)}</td>'
@@ -380,13 +377,10 @@ def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None)
             '<th class="num">Score</th><th>Runner-up</th>'
             f"{heads if by_margin else ''}</tr>{''.join(rows)}</table>"
         )
-    texts = ", ".join(f"<code>{_e(c)}</code>" for c in source.text_columns) or "none"
-    guessed = " (every column that is not mlmatch's and holds text)" if source.guessed else ""
     return (
         '<section id="review"><h2>Review queue</h2>'
         f"<p>The {len(queue):,} row(s) given a category with {what}: the calls most worth a "
-        "person's second look. Row 1 is the first row after the header.</p>"
-        f'<p class="note">Text shown: {texts}{guessed}.</p>{table}</section>'
+        f"person's second look.</p>{_texts_shown(source)}{table}</section>"
     )
 
 
@@ -410,15 +404,15 @@ def _source_section(source: Source, tally: Tally) -> str:
     # The path as given: an absolute one would put the author's folders into a shared page.
     where = "stdin" if source.path == "-" else source.path
     facts = [
-        ("File", _e(where)),
-        ("Format", _e(fmt)),
+        ("File", escape(where)),
+        ("Format", escape(fmt)),
         ("Rows", f"{tally.rows:,}"),
         ("Columns", f"{len(source.columns):,}, of which {len(source.ours)} are mlmatch's"),
-        ("mlmatch columns", ", ".join(f"<code>{_e(c)}</code>" for c in source.ours)),
+        ("mlmatch columns", ", ".join(f"<code>{escape(c)}</code>" for c in source.ours)),
         ("Matches per row", top),
         ("File size", _size(source.size) if source.size is not None else "unknown (stdin)"),
-        ("Modified", _e(source.modified or "unknown (stdin)")),
-        ("Report made by", f"mlmatch {_e(__version__)}"),
+        ("Modified", escape(source.modified or "unknown (stdin)")),
+        ("Report made by", f"mlmatch {escape(__version__)}"),
     ]
     items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
     return f'<section id="source"><h2>How the file was scored</h2><dl>{items}</dl></section>'

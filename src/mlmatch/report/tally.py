@@ -1,7 +1,10 @@
-"""Reading a scored file once: the counts, the error reasons and the review queue.
+"""Reading a scored file once: the counts, the error reasons and the two lists of rows.
 
-Only counters and a bounded heap of rows to review are kept, so a file of millions of rows costs
-little memory.
+Memory stays flat however long or odd the file is: the counters tell apart at most
+:data:`MAX_DISTINCT` categories, tiers, nearest areas and error reasons each (a file with more,
+such as one whose every row has its own label, counts the rest together), every text kept is
+shortened, and the two lists (the review queue and the rows without a category) are bounded
+heaps of ``review`` rows.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 from mlmatch.errors import DataFileError
 from mlmatch.exemplars import NONE_LABEL
@@ -24,16 +27,24 @@ from mlmatch.io.rows import BASE_COLUMNS, PREFIX, find_columns
 from mlmatch.io.tables import open_reader
 from mlmatch.text import shorten
 
-if TYPE_CHECKING:
-    pass
-
-
-__all__ = ["DEFAULT_REVIEW", "Review", "Source", "Tally", "collect"]
+__all__ = [
+    "DEFAULT_REVIEW",
+    "MAX_DISTINCT",
+    "Counts",
+    "Ranked",
+    "Review",
+    "Source",
+    "Tally",
+    "Unlabelled",
+    "collect",
+]
 
 DEFAULT_REVIEW = 50
-# Distinct error reasons kept; past this a file of unique reasons would grow the counter with
-# the file, so later new reasons are only counted together.
-_MAX_REASONS = 1000
+# Distinct values of each counter told apart; past this a file of unique values (a label per
+# row) would grow the counter with the file, so later new values are only counted together.
+MAX_DISTINCT = 1000
+# Labels, tiers, names and reasons longer than this are no mlmatch output; kept shortened.
+_KEY_CHARS = 400
 _CELL_CHARS = 160
 _TEXT_CHARS = 400
 # Rows held at once while reading: the chunk is most of what the report keeps in memory.
@@ -45,6 +56,59 @@ _QUOTED = re.compile(r"""\((?:'[^']*'|"[^"]*")\)""")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # mlmatch puts an apostrophe before a cell a spreadsheet would run as a formula (see batch.py).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What an abstained row reads like, as its explanation says (pipeline/explain.py).
+_READS_LIKE = re.compile(r"reads (?:most )?like (.{1,200}?) \(score")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Counts:
+    """Rows per value; at most ``limit`` distinct values are told apart, later ones pooled."""
+
+    limit: int = MAX_DISTINCT
+    counts: Counter[str] = field(default_factory=Counter)
+    other: int = 0  # rows whose value came after ``limit`` others, counted together
+
+    def add(self, key: str) -> bool:
+        """Count one row of ``key``; False when it went to ``other``."""
+        if key in self.counts or len(self.counts) < self.limit:
+            self.counts[key] += 1
+            return True
+        self.other += 1
+        return False
+
+
+class Ranked(Generic[T]):
+    """The ``size`` items with the smallest keys seen; among equal keys, the earliest rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        # A heap whose root is the item to drop next: the largest key, then the latest row.
+        self._heap: list[tuple[float, int, T]] = []
+
+    def wants(self, key: float) -> bool:
+        """Whether an item of ``key`` would be kept (ask first, to build only those)."""
+        if len(self._heap) < self.size:
+            return True
+        return self.size > 0 and -key > self._heap[0][0]
+
+    def add(self, key: float, row: int, item: T) -> None:
+        """Keep ``item`` if :meth:`wants` says so, dropping the item it displaces."""
+        if not self.wants(key):
+            return
+        entry = (-key, -row, item)  # rows are unique, so items are never compared
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, entry)
+        else:
+            heapq.heapreplace(self._heap, entry)
+
+    def items(self) -> list[T]:
+        """The items kept, smallest key first, equal keys in row order."""
+        return [entry[2] for entry in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
+
+    def __len__(self) -> int:
+        return len(self._heap)
 
 
 @dataclass(frozen=True)
@@ -60,25 +124,41 @@ class Review:
     key: float
 
 
+@dataclass(frozen=True)
+class Unlabelled:
+    """One row without a category: what it reads like and the area it came nearest to."""
+
+    row: int
+    text: tuple[tuple[str, str], ...]
+    reads_like: str  # "" when the explanation does not say
+    closest: str
+    score: float | None
+
+
 @dataclass
 class Tally:
     """Everything the page shows, gathered in one pass over the file."""
 
+    review: int = DEFAULT_REVIEW
     rows: int = 0
     labelled: int = 0
     abstained: int = 0
     errors: int = 0
-    by_category: Counter[str] = field(default_factory=Counter)
-    by_tier: Counter[str] = field(default_factory=Counter)
+    by_category: Counts = field(default_factory=Counts)
+    by_tier: Counts = field(default_factory=Counts)
     names: dict[str, str] = field(default_factory=dict)
     tier_of: dict[str, str] = field(default_factory=dict)
-    nearest_of_none: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)
+    nearest_of_none: Counts = field(default_factory=Counts)
+    reasons: Counts = field(default_factory=Counts)
     first_row_of: dict[str, int] = field(default_factory=dict)
-    other_reasons: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * 10)
-    # A max-heap by key (negated) of the ``review`` rows with the smallest keys so far.
-    heap: list[tuple[float, int, Review]] = field(default_factory=list)
+    # The closest calls (smallest key first), and the abstentions nearest to a category.
+    queue: Ranked[Review] = field(init=False)
+    unlabelled: Ranked[Unlabelled] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = Ranked(self.review)
+        self.unlabelled = Ranked(self.review)
 
 
 @dataclass(frozen=True)
@@ -205,95 +285,145 @@ def _text_like(reader: TableReader) -> list[str]:
     return names  # CSV and TSV cells are all text
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Where mlmatch's columns and the text to show sit in each record."""
+
+    value: Callable[[Any, int], Any]  # the reader's cell lookup
+    label: int
+    name: int
+    tier: int
+    closest: int
+    score: int
+    runner_up: int
+    explanation: int
+    error: int
+    second: int | None  # mlmatch_match_2 and mlmatch_score_2, when both are present
+    second_score: int | None
+    text_at: list[int]
+    text_names: list[str]
+    show_names: bool
+
+    @classmethod
+    def of(cls, reader: TableReader, source: Source) -> _Columns:
+        at = {name: source.columns.index(name) for name in source.ours}
+        ranked = source.top >= 2
+        text_at = [source.columns.index(c) for c in source.text_columns]
+        return cls(
+            value=reader.value,
+            label=at["mlmatch_label"],
+            name=at["mlmatch_category"],
+            tier=at["mlmatch_tier"],
+            closest=at["mlmatch_closest"],
+            score=at["mlmatch_score"],
+            runner_up=at["mlmatch_runner_up"],
+            explanation=at["mlmatch_explanation"],
+            error=at["mlmatch_error"],
+            second=at["mlmatch_match_2"] if ranked else None,
+            second_score=at["mlmatch_score_2"] if ranked else None,
+            text_at=text_at,
+            text_names=source.text_columns,
+            show_names=source.guessed or len(text_at) > 1,
+        )
+
+    def text(self, record: Any) -> tuple[tuple[str, str], ...]:
+        """The row's text columns, shortened, for a list on the page."""
+        parts = []
+        room = _TEXT_CHARS
+        for position, name in zip(self.text_at, self.text_names, strict=True):
+            cell = self.value(record, position)
+            if cell is None or cell == "" or room <= 0:
+                continue
+            text = shorten(" ".join(str(cell)[: _TEXT_CHARS * 4].split()), min(_CELL_CHARS, room))
+            room -= len(text)
+            parts.append((name if self.show_names else "", text))
+        return tuple(parts)
+
+
 def _tally(reader: TableReader, source: Source, review: int) -> Tally:
-    index = {name: source.columns.index(name) for name in source.ours}
-    label_at, error_at = index["mlmatch_label"], index["mlmatch_error"]
-    name_at, tier_at = index["mlmatch_category"], index["mlmatch_tier"]
-    closest_at, score_at = index["mlmatch_closest"], index["mlmatch_score"]
-    runner_at = index["mlmatch_runner_up"]
-    second_at = index.get("mlmatch_match_2")
-    second_score_at = index.get("mlmatch_score_2")
-    text_at = [source.columns.index(c) for c in source.text_columns]
-    show_names = source.guessed or len(text_at) > 1
-    tally = Tally()
+    columns = _Columns.of(reader, source)
     value = reader.value
+    tally = Tally(review)
     for chunk in reader.chunks(_READ_CHUNK):
         for record in chunk:
             tally.rows += 1
-            label = _text(value(record, label_at))
-            reason = _text(value(record, error_at))
+            label = _text(value(record, columns.label))
+            reason = _text(value(record, columns.error))
             if reason or not label:
                 _count_error(tally, reason)
-                continue
-            if label == NONE_LABEL:
-                tally.abstained += 1
-                nearest = _text(value(record, closest_at))
-                tally.nearest_of_none[nearest or "(not given)"] += 1
-                continue
-            tally.labelled += 1
-            tally.by_category[label] += 1
-            if label not in tally.names:
-                tally.names[label] = _text(value(record, name_at))
-            tier = _text(value(record, tier_at))
-            tally.tier_of.setdefault(label, tier)
-            tally.by_tier[tier or tally.tier_of[label]] += 1
-            score = _number(value(record, score_at))
-            if score is not None:
-                tally.histogram[min(max(int(score * 10), 0), 9)] += 1
-            if review == 0:
-                continue
-            if second_at is not None and second_score_at is not None:
-                second = _text(value(record, second_at))
-                second_score = _number(value(record, second_score_at))
+            elif label == NONE_LABEL:
+                _count_abstained(tally, columns, record)
             else:
-                second, second_score = _text(value(record, runner_at)), None
-            # The margin to the runner-up says how close the call was; without the runner-up's
-            # score the top score is the best measure there is. A labelled row without a score
-            # is malformed, and goes to the front of the queue.
-            if score is None:
-                key = -math.inf
-            elif second_score is None:
-                key = score
-            else:
-                key = score - second_score
-            heap = tally.heap
-            if len(heap) < review or -key > heap[0][0]:
-                # Rows increase, so an equal key never displaces an earlier row.
-                text = _row_text(reader, record, text_at, source.text_columns, show_names)
-                entry = (
-                    -key,
-                    tally.rows,
-                    Review(tally.rows, text, label, score, second, second_score, key),
-                )
-                if len(heap) < review:
-                    heapq.heappush(heap, entry)
-                else:
-                    heapq.heapreplace(heap, entry)
+                _count_labelled(tally, columns, record, label)
     return tally
+
+
+def _count_labelled(tally: Tally, columns: _Columns, record: Any, label: str) -> None:
+    value = columns.value
+    tally.labelled += 1
+    tier = _text(value(record, columns.tier))
+    if tally.by_category.add(label) and label not in tally.names:
+        tally.names[label] = _text(value(record, columns.name))
+        tally.tier_of[label] = tier
+    tally.by_tier.add(tier or tally.tier_of.get(label, ""))
+    score = _number(value(record, columns.score))
+    if score is not None:
+        tally.histogram[min(max(int(score * 10), 0), 9)] += 1
+    second_score = None
+    if columns.second_score is not None:
+        second_score = _number(value(record, columns.second_score))
+    # The margin to the runner-up says how close the call was; without the runner-up's score
+    # the top score is the best measure there is. A labelled row without a score is malformed,
+    # and goes to the front of the queue.
+    if score is None:
+        key = -math.inf
+    elif second_score is None:
+        key = score
+    else:
+        key = score - second_score
+    if tally.queue.wants(key):
+        second = _text(
+            value(record, columns.runner_up if columns.second is None else columns.second)
+        )
+        item = Review(tally.rows, columns.text(record), label, score, second, second_score, key)
+        tally.queue.add(key, tally.rows, item)
+
+
+def _count_abstained(tally: Tally, columns: _Columns, record: Any) -> None:
+    value = columns.value
+    tally.abstained += 1
+    nearest = _text(value(record, columns.closest))
+    tally.nearest_of_none.add(nearest or "(not given)")
+    # The abstentions that came nearest to a category first: the likeliest to deserve one.
+    score = _number(value(record, columns.score))
+    key = -score if score is not None else math.inf
+    if tally.unlabelled.wants(key):
+        said = _READS_LIKE.search(_text(value(record, columns.explanation), 1000))
+        item = Unlabelled(
+            tally.rows, columns.text(record), said.group(1) if said else "", nearest, score
+        )
+        tally.unlabelled.add(key, tally.rows, item)
 
 
 def _count_error(tally: Tally, reason: str) -> None:
     tally.errors += 1
     kind = _reason_kind(reason) if reason else "no label and no reason given"
-    if kind in tally.reasons or len(tally.reasons) < _MAX_REASONS:
-        tally.reasons[kind] += 1
+    if tally.reasons.add(kind):
         tally.first_row_of.setdefault(kind, tally.rows)
-    else:
-        tally.other_reasons += 1
 
 
 def _reason_kind(reason: str) -> str:
     return _NUMBER.sub("N", _QUOTED.sub("(…)", reason))
 
 
-def _text(cell: Any) -> str:
-    """A cell as text, without the apostrophe mlmatch adds before a formula-like start."""
+def _text(cell: Any, width: int = _KEY_CHARS) -> str:
+    """A cell as text, at most ``width`` characters, without the apostrophe mlmatch adds."""
     if cell is None:
         return ""
     text = cell if isinstance(cell, str) else str(cell)
     if text.startswith("'") and text[1:2] and text[1] in _FORMULA_START:
         text = text[1:]
-    return text.strip()
+    return text.strip() if len(text) <= width else shorten(text[: width * 2].strip(), width)
 
 
 def _number(cell: Any) -> float | None:
@@ -304,22 +434,3 @@ def _number(cell: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _row_text(
-    reader: TableReader,
-    record: Any,
-    positions: Sequence[int],
-    names: Sequence[str],
-    show_names: bool,
-) -> tuple[tuple[str, str], ...]:
-    parts = []
-    room = _TEXT_CHARS
-    for position, name in zip(positions, names, strict=True):
-        cell = reader.value(record, position)
-        if cell is None or cell == "" or room <= 0:
-            continue
-        text = shorten(" ".join(str(cell).split()), min(_CELL_CHARS, room))
-        room -= len(text)
-        parts.append((name if show_names else "", text))
-    return tuple(parts)
