@@ -264,3 +264,61 @@ def test_learn_check_prints_accuracy_before_and_after(learner, tiny_dir, tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert f"{check}: top-1 0.000 -> 1.000" in result.stderr
+
+
+def test_the_loop_score_report_fill_in_learn_score(learner, tiny_dir, tmp_path):
+    """The corrections file of mlmatch report is read by mlmatch learn as it is."""
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "id,title\n1,robot arm grasping boxes warehouse\n2,robot revenue outlook\n"
+        "3,board revenue outlook numbers\n4,fine tune pretrained language model\n"
+    )
+    given = ["--exemplars", str(tiny_dir)]
+    scored = tmp_path / "scored.csv"
+    assert (
+        learner.invoke(
+            main, ["score", str(source), "-o", str(scored), "-t", "title", *given]
+        ).exit_code
+        == 0
+    )
+    fix = tmp_path / "fix.csv"
+    page = tmp_path / "page.html"
+    result = learner.invoke(
+        main, ["report", str(scored), "-o", str(page), "-t", "title", "--corrections", str(fix)]
+    )
+    assert result.exit_code == 0, result.output
+    with fix.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "row",
+        "title",
+        "mlmatch_label",
+        "mlmatch_closest",
+        "mlmatch_runner_up",
+        "correct_label",
+    ]
+    assert {r["title"] for r in rows} >= {"robot revenue outlook", "board revenue outlook numbers"}
+    assert all(r["correct_label"] == "" for r in rows)
+    for row in rows:
+        if "revenue outlook" in row["title"]:
+            row["correct_label"] = "forecasting"
+    with fix.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    layer = tmp_path / "layer"
+    learned = learner.invoke(main, ["learn", str(fix), "--into", str(layer), *given])
+    assert learned.exit_code == 0, learned.output
+    assert "2 of 2 correction(s) now get their label" in learned.stderr
+    again = tmp_path / "again.csv"
+    rescored = learner.invoke(
+        main,
+        ["score", str(source), "-o", str(again), "-t", "title", *given, "--exemplars", str(layer)],
+    )
+    assert rescored.exit_code == 0, rescored.output
+    with again.open(newline="") as handle:
+        labels = {r["title"]: r["mlmatch_label"] for r in csv.DictReader(handle)}
+    assert (
+        labels["robot revenue outlook"] == labels["board revenue outlook numbers"] == "forecasting"
+    )
+    assert 'class="why"' in page.read_text()  # the review queue explains each row

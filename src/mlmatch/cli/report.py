@@ -42,6 +42,14 @@ __all__ = ["report"]
     default=None,
     help="Format of SCORED (default: from the file suffix).",
 )
+@click.option(
+    "--corrections",
+    "corrections_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the listed rows as a CSV to fill in (an empty correct_label column) for "
+    "`mlmatch learn`.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def report(
@@ -50,6 +58,7 @@ def report(
     text_columns: tuple[str, ...],
     review: int,
     input_format: str | None,
+    corrections_path: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -68,7 +77,14 @@ def report(
         review=review,
         overwrite=overwrite,
         input_format=input_format,
+        corrections=corrections_path,
     )
+    if not quiet and summary.corrections is not None:
+        click.echo(
+            f"mlmatch: {summary.corrections:,} rows to review -> {corrections_path}: fill in "
+            "correct_label, then run mlmatch learn on it",
+            err=True,
+        )
     if not quiet:
         click.echo(
             f"mlmatch: reported on {summary.rows:,} rows ({summary.labelled:,} with a category, "

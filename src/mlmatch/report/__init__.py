@@ -22,6 +22,7 @@ from mlmatch.errors import DataFileError
 from mlmatch.files import create_exclusive
 from mlmatch.io.formats import Format
 from mlmatch.io.outputs import check_destination, place
+from mlmatch.report.corrections import write_corrections
 from mlmatch.report.page import render
 from mlmatch.report.tally import DEFAULT_REVIEW, collect
 
@@ -37,6 +38,8 @@ class ReportSummary:
     abstained: int
     errors: int
     output: str
+    corrections: int | None = None
+    """Rows written to the corrections file (None: none was asked for)."""
 
 
 def build_report(
@@ -63,15 +66,23 @@ def write_report(
     review: int = DEFAULT_REVIEW,
     overwrite: bool = False,
     input_format: Format | str | None = None,
+    corrections: str | Path | None = None,
 ) -> ReportSummary:
     """Write the page of :func:`build_report` to ``output`` and say what it counted.
 
     ``output`` must not be the scored file, nor exist unless ``overwrite`` is set; it is written
     to a temporary file beside it and renamed into place when complete. ``-`` writes to stdout.
+    ``corrections`` also writes the listed rows as a CSV file to fill in for ``mlmatch learn``
+    (see :mod:`mlmatch.report.corrections`).
     """
     # Checked before reading, so a refused output costs no time on a large file.
     destination = check_destination(str(output), str(scored), overwrite=overwrite, resume=False)
     source, tally = collect(str(scored), text_columns, review, input_format)
+    listed = None
+    if corrections is not None:
+        listed = write_corrections(
+            Path(corrections), str(scored), source, tally, overwrite=overwrite
+        )
     page = render(source, tally).encode("utf-8")
     if destination.path is None:
         sys.stdout.buffer.write(page)
@@ -88,6 +99,7 @@ def write_report(
         abstained=tally.abstained,
         errors=tally.errors,
         output=destination.name,
+        corrections=listed,
     )
 
 

@@ -52,6 +52,7 @@ th { background: #f1f3f5; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.text { width: 46%; overflow-wrap: anywhere; }
 td.text b { font-weight: 600; color: #4a5561; }
+td.text .why { color: #5b6570; font-size: 13px; margin-top: 4px; }
 .id { display: block; color: #6b7580; font-size: 12px; font-family: ui-monospace, monospace; }
 code { background: #f1f3f5; padding: 1px 4px; border-radius: 4px; font-size: 13px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
@@ -366,8 +367,9 @@ def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None)
                 if by_margin
                 else ""
             )
+            why = f'<div class="why">{escape(item.explanation)}</div>' if item.explanation else ""
             rows.append(
-                f'<tr><td class="num">{item.row:,}</td><td class="text">{text}</td>'
+                f'<tr><td class="num">{item.row:,}</td><td class="text">{text}{why}</td>'
                 f'<td>{first}</td><td class="num">{_score_cell(item.score)}</td>'
                 f"<td>{second}</td>{extra}</tr>"
             )
@@ -380,7 +382,10 @@ def _review_section(source: Source, tally: Tally, exemplars: ExemplarSet | None)
     return (
         '<section id="review"><h2>Review queue</h2>'
         f"<p>The {len(queue):,} row(s) given a category with {what}: the calls most worth a "
-        f"person's second look.</p>{_texts_shown(source)}{table}</section>"
+        "person's second look, each with mlmatch's explanation. <code>mlmatch report "
+        "--corrections FILE.csv</code> writes them and the rows without a category to a file to "
+        "fill in for <code>mlmatch learn</code>.</p>"
+        f"{_texts_shown(source)}{table}</section>"
     )
 
 

@@ -45,6 +45,9 @@ DEFAULT_REVIEW = 50
 MAX_DISTINCT = 1000
 # Labels, tiers, names and reasons longer than this are no mlmatch output; kept shortened.
 _KEY_CHARS = 400
+# The longest text cell a corrections file carries whole (the longest text mlmatch classifies by
+# default): the listed rows are few, so memory stays bounded.
+CELL_LIMIT = 100_000
 _CELL_CHARS = 160
 _TEXT_CHARS = 400
 # Rows held at once while reading: the chunk is most of what the report keeps in memory.
@@ -122,6 +125,8 @@ class Review:
     second: str
     second_score: float | None
     key: float
+    explanation: str = ""  # shortened
+    cells: tuple[str, ...] = ()  # the text columns whole (for a corrections file)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ class Unlabelled:
     reads_like: str  # "" when the explanation does not say
     closest: str
     score: float | None
+    second: str = ""  # the runner-up category
+    cells: tuple[str, ...] = ()  # the text columns whole (for a corrections file)
 
 
 @dataclass
@@ -326,6 +333,13 @@ class _Columns:
             show_names=source.guessed or len(text_at) > 1,
         )
 
+    def cells(self, record: Any) -> tuple[str, ...]:
+        """The row's text columns whole (each cut at :data:`CELL_LIMIT` characters)."""
+        return tuple(
+            "" if (cell := self.value(record, at)) is None else str(cell)[:CELL_LIMIT]
+            for at in self.text_at
+        )
+
     def text(self, record: Any) -> tuple[tuple[str, str], ...]:
         """The row's text columns, shortened, for a list on the page."""
         parts = []
@@ -385,7 +399,18 @@ def _count_labelled(tally: Tally, columns: _Columns, record: Any, label: str) ->
         second = _text(
             value(record, columns.runner_up if columns.second is None else columns.second)
         )
-        item = Review(tally.rows, columns.text(record), label, score, second, second_score, key)
+        explained = _text(value(record, columns.explanation), _TEXT_CHARS)
+        item = Review(
+            tally.rows,
+            columns.text(record),
+            label,
+            score,
+            second,
+            second_score,
+            key,
+            explained,
+            columns.cells(record),
+        )
         tally.queue.add(key, tally.rows, item)
 
 
@@ -400,7 +425,13 @@ def _count_abstained(tally: Tally, columns: _Columns, record: Any) -> None:
     if tally.unlabelled.wants(key):
         said = _READS_LIKE.search(_text(value(record, columns.explanation), 1000))
         item = Unlabelled(
-            tally.rows, columns.text(record), said.group(1) if said else "", nearest, score
+            tally.rows,
+            columns.text(record),
+            said.group(1) if said else "",
+            nearest,
+            score,
+            _text(value(record, columns.runner_up)),
+            columns.cells(record),
         )
         tally.unlabelled.add(key, tally.rows, item)
 
