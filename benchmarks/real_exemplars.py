@@ -24,6 +24,7 @@ from typing import Any
 from common import ROOT, write_result
 
 from mlmatch import NONE_LABEL, Matcher
+from mlmatch.exemplars import ExemplarSet, default_exemplar_dir
 
 REAL_DEV = ROOT / "data/eval/real/dev.jsonl"
 WRITTEN_DEV = ROOT / "data/eval/dev.jsonl"
@@ -90,7 +91,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--model", help="a sentence-transformers folder (default: bundled)")
     args = parser.parse_args()
-    base = Matcher(model=args.model, calibration=False)
+    # The written exemplars alone: the bundled set's own real layer holds the dev texts.
+    written_only = ExemplarSet.from_directory(default_exemplar_dir(), own_layers=False)
+    base = Matcher(model=args.model, exemplars=written_only, calibration=False)
     dev, written = load(REAL_DEV), load(WRITTEN_DEV)
     lines = [
         f"# Real text among the exemplars ({args.folds} folds by source unit, real dev)",

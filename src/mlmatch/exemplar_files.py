@@ -35,6 +35,7 @@ from mlmatch.yamlfiles import read_yaml
 
 __all__ = [
     "CONTEXT_FILE",
+    "LAYERS_FOLDER",
     "TIERS_FILE",
     "CategoryFile",
     "ContextFile",
@@ -52,6 +53,7 @@ __all__ = [
 
 TIERS_FILE = "tiers.yaml"
 CONTEXT_FILE = "context.yaml"
+LAYERS_FOLDER = "layers"
 _ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
@@ -239,8 +241,14 @@ def read_layer(path: Path) -> list[LayerEntry]:
     return entries
 
 
-def write_layer(folder: Path, entries: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+def write_layer(
+    folder: Path,
+    entries: Mapping[str, Sequence[tuple[str, str]]],
+    note: str = "exemplars added on top of the base set (mlmatch learn)",
+) -> None:
     """Write one layer file per category id: ``entries[id]`` is its (text, source) pairs.
+
+    ``note`` heads every file, as a YAML comment.
 
     Each file is written atomically; the caller stages a whole folder when several must change
     together.
@@ -252,7 +260,7 @@ def write_layer(folder: Path, entries: Mapping[str, Sequence[tuple[str, str]]]) 
             "exemplars": [{"text": t, "source": s} if s else t for t, s in items],
         }
         text = (
-            "# mlmatch layer: exemplars added on top of the base set (mlmatch learn)\n"
+            f"# mlmatch layer: {note}\n"
             + yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=100)
         )
         _write_text(folder / f"{category}.yaml", text)

@@ -26,7 +26,9 @@ greetings and background keeps its label. Every problem is reported as an
 
 *Layers* extend a set without copying it (:meth:`ExemplarSet.extended`, and layer folders or
 files: see :mod:`mlmatch.exemplar_files`): new exemplars for existing categories, new
-counter-examples for ``none``. :func:`load_exemplars` stacks them, later layers on top.
+counter-examples for ``none``. :func:`load_exemplars` stacks them, later layers on top. A full
+folder may carry layers of its own in ``layers/`` (the bundled one keeps its real texts there,
+each with its source); they are part of its set.
 
 A folder may come from anywhere, so its files are read with limits (:mod:`mlmatch.yamlfiles`):
 only regular files, bounded in size and nesting, without YAML aliases.
@@ -46,6 +48,7 @@ from pathlib import Path
 from mlmatch.errors import ExemplarError
 from mlmatch.exemplar_files import (
     CONTEXT_FILE,
+    LAYERS_FOLDER,
     TIERS_FILE,
     CategoryFile,
     ContextPool,
@@ -83,9 +86,9 @@ class ExemplarSet:
     :data:`NONE_LABEL`. ``categories`` lists the real categories, best tier first.
     ``reads_like[i]`` names the group of ``texts[i]`` ("" when it has none; empty when no
     exemplar has one) and ``context`` the sentences that wrap exemplars in training.
-    ``provenance[i]`` says where a layer's exemplar came from ("" for the base set; empty when
-    no layer was added), ``layers`` names the layers added, and ``base`` is the content hash of
-    the set before them.
+    ``provenance[i]`` says where an exemplar came from when that was recorded ("" otherwise;
+    empty when nothing was), ``layers`` names the layers added on top of the set read from its
+    folder, and ``base`` and ``base_size`` are the content hash and size of the set before them.
     """
 
     categories: tuple[Category, ...]
@@ -98,6 +101,7 @@ class ExemplarSet:
     provenance: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()
     base: str = ""
+    base_size: int = 0
     _by_id: dict[str, Category] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -158,8 +162,11 @@ class ExemplarSet:
         )
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> ExemplarSet:
-        """Load and validate an exemplar folder (see the module docstring for its layout)."""
+    def from_directory(cls, path: str | Path, *, own_layers: bool = True) -> ExemplarSet:
+        """Load and validate an exemplar folder (see the module docstring for its layout).
+
+        ``own_layers=False`` leaves out the layers the folder carries in ``layers/``.
+        """
         folder = Path(path)
         if not folder.is_dir():
             raise ExemplarError(f"exemplar folder {folder} does not exist or is not a folder")
@@ -207,7 +214,7 @@ class ExemplarSet:
         if len(tier_order) != len(tiers):
             raise ExemplarError(f"{tiers_path}: a tier is listed twice")
         categories.sort(key=lambda c: (tier_order.get(c.tier, len(tiers)), c.id))
-        return cls(
+        written = cls(
             tuple(categories),
             tuple(tiers),
             tuple(texts),
@@ -216,6 +223,25 @@ class ExemplarSet:
             tuple(groups) if any(groups) else (),
             context,
         )
+        return written.with_own_layers(folder / LAYERS_FOLDER) if own_layers else written
+
+    def with_own_layers(self, folder: Path) -> ExemplarSet:
+        """The set with the layers a full folder carries (``layers/NAME``, in name order).
+
+        They are part of the folder's own set: its base, not layers added on top of it.
+        """
+        if not folder.is_dir():
+            return self
+        extended = self
+        for layer in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+            entries = read_layer(layer)
+            extended = extended.extended(
+                [e[0] for e in entries],
+                [e[1] for e in entries],
+                sources=[e[2] for e in entries],
+                layer=str(layer),
+            )
+        return replace(extended, layers=(), base="", base_size=0)
 
     def subset(self, indices: Sequence[int]) -> ExemplarSet:
         """The same taxonomy with only the exemplars at ``indices`` (in that order)."""
@@ -278,6 +304,7 @@ class ExemplarSet:
             provenance=tuple(r[3] for r in kept),
             layers=(*self.layers, layer),
             base=self.base_hash,
+            base_size=self.base_size or len(self),
         )
 
     def save(self, folder: str | Path) -> Path:

@@ -156,8 +156,8 @@ class ExemplarIndex:
 
     def _small_layer(self) -> bool:
         """Whether the exemplars are a base set plus layers of at most LAYER_SHARE of its size."""
-        added = sum(1 for source in self.exemplars.provenance if source)
-        return bool(self.exemplars.base) and added <= LAYER_SHARE * (len(self.exemplars) - added)
+        base = self.exemplars.base_size
+        return bool(self.exemplars.base) and len(self.exemplars) - base <= LAYER_SHARE * base
 
     def _fit(self, model_id: str, store: ArtifactStore) -> None:
         scorer = self.scorer
