@@ -18,11 +18,9 @@ abstention is explained by the group of the nearest counter-examples::
         exemplars:
           - Add pagination to the orders API
 
-A file whose ``tier`` is ``none`` (conventionally ``none.yaml``) holds counter-examples: text that
-belongs to no category. An optional ``context.yaml`` holds neutral sentences (``before`` and
-``after`` lists) that wrap exemplars while the heads are trained, so that a request wrapped in
-greetings and background keeps its label. Every problem is reported as an
-:class:`~mlmatch.errors.ExemplarError` that names the file and the entry.
+A file whose ``tier`` is ``none`` (conventionally ``none.yaml``) holds counter-examples. An
+optional ``context.yaml`` holds neutral sentences (``before`` and ``after``) that wrap exemplars
+in training. Every problem is an :class:`~mlmatch.errors.ExemplarError` naming file and entry.
 
 *Layers* extend a set without copying it (:meth:`ExemplarSet.extended`, and layer folders or
 files: see :mod:`mlmatch.exemplar_files`): new exemplars for existing categories, new
