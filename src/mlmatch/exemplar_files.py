@@ -22,6 +22,7 @@ import shutil
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,7 @@ __all__ = [
     "LayerEntry",
     "TierInfo",
     "TiersFile",
+    "default_exemplar_dir",
     "is_layer",
     "read_layer",
     "snippet",
@@ -216,6 +218,24 @@ LayerEntry = tuple[str, str, str]
 """One exemplar of a layer: (text, category id, where it came from)."""
 
 
+def default_exemplar_dir() -> Path:
+    """Return the folder of the exemplars that ship with mlmatch.
+
+    Installed from a wheel they live inside the package; in a source checkout (editable install)
+    they are read from the repository's ``data/exemplars``.
+    """
+    packaged = Path(str(resources.files("mlmatch"))) / "data" / "exemplars"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "data" / "exemplars"
+    if checkout.is_dir():
+        return checkout
+    raise ExemplarError(
+        f"the bundled exemplars are missing (looked in {packaged} and {checkout}); "
+        "reinstall mlmatch or pass Matcher(exemplars=...) with your own folder"
+    )
+
+
 def is_layer(path: Path) -> bool:
     """Whether ``path`` is a layer (a YAML file, or a folder without ``tiers.yaml``)."""
     return path.is_file() or (path.is_dir() and not (path / TIERS_FILE).exists())
@@ -259,9 +279,8 @@ def write_layer(
             "id": category,
             "exemplars": [{"text": t, "source": s} if s else t for t, s in items],
         }
-        text = (
-            f"# mlmatch layer: {note}\n"
-            + yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=100)
+        text = f"# mlmatch layer: {note}\n" + yaml.safe_dump(
+            body, allow_unicode=True, sort_keys=False, width=100
         )
         _write_text(folder / f"{category}.yaml", text)
 

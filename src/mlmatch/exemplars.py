@@ -40,7 +40,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 
 from mlmatch.errors import ExemplarError
@@ -52,6 +51,7 @@ from mlmatch.exemplar_files import (
     ContextPool,
     TierInfo,
     TiersFile,
+    default_exemplar_dir,
     is_layer,
     read_layer,
     snippet,
@@ -372,24 +372,6 @@ class ExemplarSet:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-
-def default_exemplar_dir() -> Path:
-    """Return the folder of the exemplars that ship with mlmatch.
-
-    Installed from a wheel they live inside the package; in a source checkout (editable install)
-    they are read from the repository's ``data/exemplars``.
-    """
-    packaged = Path(str(resources.files("mlmatch"))) / "data" / "exemplars"
-    if packaged.is_dir():
-        return packaged
-    checkout = Path(__file__).resolve().parents[2] / "data" / "exemplars"
-    if checkout.is_dir():
-        return checkout
-    raise ExemplarError(
-        f"the bundled exemplars are missing (looked in {packaged} and {checkout}); "
-        "reinstall mlmatch or pass Matcher(exemplars=...) with your own folder"
-    )
 
 
 def load_exemplars(path: str | Path | Sequence[str | Path] | None = None) -> ExemplarSet:
