@@ -14,7 +14,9 @@ text loses or gains. Methods are chosen here; the real test set is scored once, 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import importlib.util
 import json
 import sys
 from collections import defaultdict
@@ -28,6 +30,7 @@ from mlmatch.exemplars import ExemplarSet, default_exemplar_dir
 
 REAL_DEV = ROOT / "data/eval/real/dev.jsonl"
 WRITTEN_DEV = ROOT / "data/eval/dev.jsonl"
+POOL = ROOT / "data/real-pool/pool.jsonl"
 VARIANTS = {
     "bundled exemplars only": lambda item: False,
     "+ real none texts": lambda item: item["label"] == NONE_LABEL,
@@ -39,6 +42,21 @@ VARIANTS = {
 def load(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+@functools.cache
+def _splitter() -> Any:
+    spec = importlib.util.spec_from_file_location("split", ROOT / "scripts/build_real_eval.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def source_units(item: dict[str, Any]) -> set[str]:
+    """The repository or site of an item (as scripts/build_real_eval.py splits by)."""
+    units: set[str] = _splitter().source_units(item)
+    return units
 
 
 def fold_of(item: dict[str, Any], folds: int) -> int:
@@ -67,13 +85,16 @@ def pooled(parts: list[tuple[dict[str, float], int]]) -> dict[str, float]:
 
 
 def cross_validate(
-    base: Matcher, dev: list[dict[str, Any]], pick: Any, folds: int
+    base: Matcher, dev: list[dict[str, Any]], pick: Any, folds: int, pool: list[dict[str, Any]]
 ) -> tuple[dict[str, float], dict[str, list[bool]]]:
     scores = []
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for fold in range(folds):
         held = [i for i in dev if fold_of(i, folds) == fold]
-        layer = [i for i in dev if fold_of(i, folds) != fold and pick(i)]
+        # Pool texts of a source unit in the held-out fold are left out too.
+        held_units = set().union(*(source_units(i) for i in held))
+        extra = [i for i in pool if not source_units(i) & held_units]
+        layer = [i for i in dev if fold_of(i, folds) != fold and pick(i)] + extra
         matcher = (
             base.with_exemplars([i["text"] for i in layer], [i["label"] for i in layer])
             if layer
@@ -90,13 +111,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--model", help="a sentence-transformers folder (default: bundled)")
+    parser.add_argument(
+        "--pool", action="store_true", help="add data/real-pool/pool.jsonl to every layer"
+    )
     args = parser.parse_args()
+    pool = load(POOL) if args.pool else []
     # The written exemplars alone: the bundled set's own real layer holds the dev texts.
     written_only = ExemplarSet.from_directory(default_exemplar_dir(), own_layers=False)
     base = Matcher(model=args.model, exemplars=written_only, calibration=False)
     dev, written = load(REAL_DEV), load(WRITTEN_DEV)
     lines = [
         f"# Real text among the exemplars ({args.folds} folds by source unit, real dev)",
+        "",
+        f"Every layer also holds the exemplar pool ({len(pool)} texts)." if pool else "",
         "",
         f"`{base!r}`",
         "",
@@ -105,8 +132,8 @@ def main() -> int:
     ]
     kinds: dict[str, dict[str, list[bool]]] = {}
     for name, pick in VARIANTS.items():
-        real, kinds[name] = cross_validate(base, dev, pick, args.folds)
-        layer = [i for i in dev if pick(i)]
+        real, kinds[name] = cross_validate(base, dev, pick, args.folds, pool)
+        layer = [i for i in dev if pick(i)] + pool
         whole = (
             base.with_exemplars([i["text"] for i in layer], [i["label"] for i in layer])
             if layer
@@ -125,7 +152,7 @@ def main() -> int:
         cells = [f"{sum(kinds[n][kind]) / len(kinds[n][kind]):.3f}" for n in names]
         lines.append(f"| {kind} | {len(kinds[names[0]][kind])} | " + " | ".join(cells) + " |")
     print("\n".join(lines[-len(kinds[names[0]]) - 2 :]))
-    suffix = f"_{Path(args.model).name}" if args.model else ""
+    suffix = (f"_{Path(args.model).name}" if args.model else "") + ("_pool" if args.pool else "")
     write_result(f"real_exemplars{suffix}.md", "\n".join(lines) + "\n")
     return 0
 
