@@ -36,6 +36,15 @@ CLASSIFY = [
     'mlmatch classify "Wir möchten die Verkaufszahlen unserer Filialen für das nächste Quartal '
     'vorhersagen."',
 ]
+LOOP = [
+    "mlmatch score data/examples/proposals.csv -o scored.csv -t title -t description",
+    "mlmatch report scored.csv -o report.html -t title -t description --corrections fix.csv",
+    "# fill in fix.csv: correct_label none for row 21 (a sales dashboard: reporting, nothing "
+    "learned)",
+    "mlmatch learn fix.csv --into my-exemplars",
+    "mlmatch score data/examples/proposals.csv -o scored.csv -t title -t description "
+    "--exemplars my-exemplars --overwrite",
+]
 TABLE_ROWS = [
     "P001",
     "P002",
@@ -65,16 +74,46 @@ _TIMING = re.compile(r"in [\d.,]+ s \([\d,]+ rows/s\)")
 
 
 def run(command: str, cwd: Path) -> str:
-    """The stdout and stderr of a README command, as a terminal would show them."""
+    """The stdout and stderr of a README command, as a terminal would show them.
+
+    Each generation starts from an empty cache (the entries that ship with mlmatch are read),
+    so what a first run prints is what the README shows.
+    """
     args = shlex.split(command)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLMATCH_CACHE_DIR": str(cwd / ".cache")}
+    env.pop("MLMATCH_BACKEND", None)
     done = subprocess.run(
         [sys.executable, "-m", "mlmatch", *args[1:]],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env=env,
     )
     return done.stdout + done.stderr
+
+
+def loop(work: Path) -> str:
+    """The README's teaching loop, run for real; the fill-in step is done here."""
+    shown = []
+    for command in LOOP:
+        if command.startswith("#"):
+            _fill_in(work / "fix.csv", row="21", label="none")
+            shown.append(f"$ {command}\n")
+            continue
+        shown.append(f"$ {command}\n{run(command, work)}")
+    return "\n".join(part.rstrip() + "\n" for part in shown)
+
+
+def _fill_in(path: Path, *, row: str, label: str) -> None:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for item in rows:
+        if item["row"] == row:
+            item["correct_label"] = label
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def generate() -> dict[str, str]:
@@ -91,6 +130,7 @@ def generate() -> dict[str, str]:
         classified = "".join(
             f"$ {command}\n{run(command, work).rstrip()}\n\n" for command in CLASSIFY
         )
+        taught = loop(work)
     table = [
         "| " + " | ".join(TABLE_COLUMNS) + " |",
         "|" + "---|" * len(TABLE_COLUMNS),
@@ -101,6 +141,7 @@ def generate() -> dict[str, str]:
         "proposals": "\n".join(table) + "\n",
         "classify": f"```text\n{classified.rstrip()}\n```\n",
         "python": f"```text\n{python_example()}```\n",
+        "learn": f"```text\n{taught}```\n",
     }
 
 

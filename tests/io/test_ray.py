@@ -24,7 +24,7 @@ import mlmatch.io.ray as mlmatch_ray
 import mlmatch.io.ray.files as ray_files
 from mlmatch import Calibration, CalibrationError, ExemplarSet, Matcher, MatcherConfig
 from mlmatch.cli import main
-from mlmatch.errors import DataFileError
+from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.io.job import ScoreSummary
 from mlmatch.io.ray import DatasetScorer, score_dataset
 from mlmatch.io.rows import output_columns, score_records
@@ -372,3 +372,17 @@ def test_actors_get_the_calibration_read_on_the_driver(tiny_dir, tmp_path: Path)
     other = write_exemplar_dir(tmp_path / "other", {**TINY, "none": ("none", ["a poem"])})
     with pytest.raises(CalibrationError, match="fitted for other exemplars"):
         mlmatch_ray.actor_config(MatcherConfig(exemplars=other, calibration=path))
+
+
+def test_an_actor_whose_matcher_differs_from_the_drivers_refuses(tiny_dir, tmp_path: Path):
+    """Issue 25: actors compare the driver's fingerprint (other model files, other rules)."""
+    config = MatcherConfig(exemplars=tiny_dir, use_cache=False)
+    driver = Matcher(config=config, encoder=FakeEncoder())
+    same = DatasetScorer(
+        ["text"], config=config, encoder=FakeEncoder(), fingerprint=driver.fingerprint()
+    )
+    assert same.matcher.fingerprint() == driver.fingerprint()
+    with pytest.raises(MlmatchError, match=r"a Ray worker's matcher .* differs from the driver's"):
+        DatasetScorer(
+            ["text"], config=config, encoder=FakeEncoder(dim=128), fingerprint=driver.fingerprint()
+        )

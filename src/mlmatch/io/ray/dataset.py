@@ -19,7 +19,7 @@ import numpy as np
 from mlmatch.calibration import Calibration
 from mlmatch.config import MatcherConfig
 from mlmatch.encoders.base import Encoder
-from mlmatch.errors import DataFileError, MissingExtraError
+from mlmatch.errors import DataFileError, MissingExtraError, MlmatchError
 from mlmatch.exemplars import ExemplarSet
 from mlmatch.extras import require
 from mlmatch.io.job import DEFAULT_BATCH_ROWS
@@ -61,7 +61,9 @@ class DatasetScorer:
     """Scores Ray Data batches (pandas DataFrames or dicts of arrays), adding mlmatch's columns.
 
     Ray constructs one instance per actor, so the matcher is built once per actor and reused for
-    every batch that actor receives.
+    every batch that actor receives. ``fingerprint`` is the driver's
+    :meth:`Matcher.fingerprint <mlmatch.Matcher.fingerprint>`: an actor whose matcher differs
+    (other model files on its machine, another mlmatch) refuses to score.
     """
 
     def __init__(
@@ -71,11 +73,19 @@ class DatasetScorer:
         top: int = 1,
         config: MatcherConfig | None = None,
         encoder: Encoder | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         from mlmatch.matcher import Matcher
 
         self.text_columns, self.top = list(text_columns), top
         self.matcher = Matcher(encoder=encoder, config=config)
+        if fingerprint is not None and self.matcher.fingerprint() != fingerprint:
+            raise MlmatchError(
+                f"a Ray worker's matcher ({self.matcher.fingerprint()[:12]}) differs from the "
+                f"driver's ({fingerprint[:12]}): its model files, exemplars or mlmatch version "
+                "differ, and its rows would be scored under other rules; give every worker the "
+                "same model folder and mlmatch version"
+            )
         self.scorer = RowScorer(self.matcher, top=top)
         self.columns = self.scorer.names  # the columns each batch gains
 
@@ -119,6 +129,7 @@ def score_dataset(
     num_cpus: int = 1,
     num_gpus: float = 0,
     scorer: type[DatasetScorer] | None = None,
+    fingerprint: str | None = None,
     **options: Any,
 ) -> ray.data.Dataset:
     """Add mlmatch's columns to every row of ``ds``, lazily (nothing runs until it is consumed).
@@ -145,6 +156,8 @@ def score_dataset(
             CUDA in fp16 (the onnx backend here is CPU-only).
         scorer: The callable class to map, :class:`DatasetScorer` or a subclass of it (for
             example one that drops columns a job does not need).
+        fingerprint: The fingerprint every actor's matcher must have (``Matcher(config=...)
+            .fingerprint()`` on the driver); ``None`` checks nothing.
         **options: Settings of :class:`~mlmatch.MatcherConfig`.
 
     """
@@ -159,7 +172,7 @@ def score_dataset(
     return ds.map_batches(
         scorer or DatasetScorer,
         fn_constructor_args=(columns,),
-        fn_constructor_kwargs={"top": top, "config": actor},
+        fn_constructor_kwargs={"top": top, "config": actor, "fingerprint": fingerprint},
         batch_size=batch_size,
         batch_format="pandas",
         zero_copy_batch=False,

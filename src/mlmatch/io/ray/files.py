@@ -25,7 +25,13 @@ from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.io.formats import Format
 from mlmatch.io.job import Engine, ScoreJob, ScoreSummary
-from mlmatch.io.ray.dataset import SPARE_CPUS, actor_room, require_ray, score_dataset
+from mlmatch.io.ray.dataset import (
+    SPARE_CPUS,
+    actor_config,
+    actor_room,
+    require_ray,
+    score_dataset,
+)
 
 __all__ = ["RowCountError", "run", "score_files"]
 
@@ -79,6 +85,10 @@ def run(
         config = config.replace(batch_size=job.batch_size)
     target, work = _output_folders(job.output_path, job.input_path, job.overwrite)
     started = time.perf_counter()
+    from mlmatch.matcher import Matcher
+
+    # The matcher every actor must have: built once here, and compared by each actor.
+    expected = Matcher(config=actor_config(config, threads=job.cpus_per_actor)).fingerprint()
     _start(ray, job.address, show_progress)
     actors = _actors(ray, job)
     written = False
@@ -94,6 +104,7 @@ def run(
                 concurrency=actors,
                 num_cpus=job.cpus_per_actor,
                 config=config,
+                fingerprint=expected,
             )
             _write(scored, work, job.writes)
         rows_out, errors, abstained = _tally(work, job.writes)
