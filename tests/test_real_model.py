@@ -100,3 +100,41 @@ def test_model_that_does_not_exist_locally_is_explained(tmp_path):
     weights.write_bytes(b"x")
     with pytest.raises(mlmatch.ModelLoadError, match="is a file; pass the model's folder"):
         mlmatch.load_encoder(weights)
+
+
+# Taxonomy v1.2, "Where common requests belong": two new rows (texts written for this test).
+SHOWS_NUMBERS_MADE_ELSEWHERE = [
+    "Add a card to our home dashboard that displays tomorrow's forecast from the national "
+    "weather service API.",
+    "The budget app should project next month's balance from the scheduled payments the user "
+    "entered.",
+    "Let drivers type an estimated arrival time that the dispatcher sees on the board.",
+    "Send the team a daily email with yesterday's counts of new tickets per queue.",
+    "Write the enemy AI for our platformer: patrol between two points and chase the player when "
+    "close.",
+    "Office pool: colleagues predict the World Cup results and the spreadsheet totals their "
+    "points.",
+    "Alert us when the Terraform state drifts from what is actually deployed.",
+]
+WRITTEN_BY_A_MODEL = [
+    "Have a language model write a two-sentence summary of every support ticket.",
+    "Generate alt text for the product photos in our shop automatically.",
+    "Answer customers' questions about our warranty terms from the policy PDFs with an LLM.",
+    "Turn the recordings of our weekly meetings into written minutes with a speech-to-text model.",
+    "Label incoming news articles by topic with a pretrained model and only a handful of "
+    "examples per topic.",
+]
+
+
+@pytest.mark.parametrize("text", SHOWS_NUMBERS_MADE_ELSEWHERE)
+def test_software_that_shows_numbers_made_elsewhere_gets_no_category(
+    real_matcher: Matcher, text: str
+):
+    assert real_matcher.classify(text).label is None
+
+
+@pytest.mark.parametrize("text", WRITTEN_BY_A_MODEL)
+def test_a_summary_answer_or_label_written_by_a_model_is_transfer_learning(
+    real_matcher: Matcher, text: str
+):
+    assert real_matcher.classify(text).label == "transfer-learning"

@@ -176,32 +176,7 @@ class ExemplarSet:
         if not files:
             raise ExemplarError(f"{folder} holds no category files (*.yaml)")
 
-        categories: list[Category] = []
-        texts: list[str] = []
-        labels: list[str] = []
-        groups: list[str] = []
-        defined_in: dict[str, Path] = {}
-        for file in files:
-            entry = read_yaml(CategoryFile, file)
-            if entry.id in defined_in:
-                raise ExemplarError(
-                    f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
-                )
-            if (entry.id == NONE_LABEL) != (entry.tier == NONE_LABEL):
-                raise ExemplarError(
-                    f"{file}: only the category with id 'none' may (and must) have tier 'none'"
-                )
-            defined_in[entry.id] = file
-            if isinstance(entry.tier, Tier):
-                categories.append(
-                    Category(
-                        id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
-                    )
-                )
-            for text, group in entry.entries():
-                texts.append(text)
-                labels.append(entry.id)
-                groups.append(group)
+        categories, texts, labels, groups, defined_in = _read_categories(files)
         _check_cross_file_duplicates(texts, labels, defined_in)
         context_path = folder / CONTEXT_FILE
         context = (
@@ -419,6 +394,39 @@ def _check_layer(texts: list[str], labels: list[str], known: set[str], layer: st
             raise ExemplarError(f"{layer}: exemplar {index + 1} ({label}) is empty")
         cleaned.append(text)
     return cleaned
+
+
+def _read_categories(
+    files: list[Path],
+) -> tuple[list[Category], list[str], list[str], list[str], dict[str, Path]]:
+    """The categories of a folder's files, and every exemplar with its label and group."""
+    categories: list[Category] = []
+    texts: list[str] = []
+    labels: list[str] = []
+    groups: list[str] = []
+    defined_in: dict[str, Path] = {}
+    for file in files:
+        entry = read_yaml(CategoryFile, file)
+        if entry.id in defined_in:
+            raise ExemplarError(
+                f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
+            )
+        if (entry.id == NONE_LABEL) != (entry.tier == NONE_LABEL):
+            raise ExemplarError(
+                f"{file}: only the category with id 'none' may (and must) have tier 'none'"
+            )
+        defined_in[entry.id] = file
+        if isinstance(entry.tier, Tier):
+            categories.append(
+                Category(
+                    id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
+                )
+            )
+        for text, group in entry.entries():
+            texts.append(text)
+            labels.append(entry.id)
+            groups.append(group)
+    return categories, texts, labels, groups, defined_in
 
 
 def _check_cross_file_duplicates(

@@ -10,21 +10,20 @@ heaps of ``review`` rows.
 from __future__ import annotations
 
 import datetime
-import heapq
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from mlmatch.errors import DataFileError
 from mlmatch.exemplars import NONE_LABEL
 from mlmatch.io.formats import Format, TableReader, detect_format
 from mlmatch.io.rows import BASE_COLUMNS, PREFIX, find_columns
 from mlmatch.io.tables import open_reader
+from mlmatch.report.counters import MAX_DISTINCT, Counts, Ranked
 from mlmatch.text import shorten
 
 __all__ = [
@@ -40,9 +39,6 @@ __all__ = [
 ]
 
 DEFAULT_REVIEW = 50
-# Distinct values of each counter told apart; past this a file of unique values (a label per
-# row) would grow the counter with the file, so later new values are only counted together.
-MAX_DISTINCT = 1000
 # Labels, tiers, names and reasons longer than this are no mlmatch output; kept shortened.
 _KEY_CHARS = 400
 # The longest text cell a corrections file carries whole (the longest text mlmatch classifies by
@@ -61,57 +57,6 @@ _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # What an abstained row reads like, as its explanation says (pipeline/explain.py).
 _READS_LIKE = re.compile(r"reads (?:most )?like (.{1,200}?) \(score")
-
-T = TypeVar("T")
-
-
-@dataclass
-class Counts:
-    """Rows per value; at most ``limit`` distinct values are told apart, later ones pooled."""
-
-    limit: int = MAX_DISTINCT
-    counts: Counter[str] = field(default_factory=Counter)
-    other: int = 0  # rows whose value came after ``limit`` others, counted together
-
-    def add(self, key: str) -> bool:
-        """Count one row of ``key``; False when it went to ``other``."""
-        if key in self.counts or len(self.counts) < self.limit:
-            self.counts[key] += 1
-            return True
-        self.other += 1
-        return False
-
-
-class Ranked(Generic[T]):
-    """The ``size`` items with the smallest keys seen; among equal keys, the earliest rows."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        # A heap whose root is the item to drop next: the largest key, then the latest row.
-        self._heap: list[tuple[float, int, T]] = []
-
-    def wants(self, key: float) -> bool:
-        """Whether an item of ``key`` would be kept (ask first, to build only those)."""
-        if len(self._heap) < self.size:
-            return True
-        return self.size > 0 and -key > self._heap[0][0]
-
-    def add(self, key: float, row: int, item: T) -> None:
-        """Keep ``item`` if :meth:`wants` says so, dropping the item it displaces."""
-        if not self.wants(key):
-            return
-        entry = (-key, -row, item)  # rows are unique, so items are never compared
-        if len(self._heap) < self.size:
-            heapq.heappush(self._heap, entry)
-        else:
-            heapq.heapreplace(self._heap, entry)
-
-    def items(self) -> list[T]:
-        """The items kept, smallest key first, equal keys in row order."""
-        return [entry[2] for entry in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
-
-    def __len__(self) -> int:
-        return len(self._heap)
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,7 @@ def run(
         config = config.replace(batch_size=job.batch_size)
     target, work = _output_folders(job.output_path, job.input_path, job.overwrite)
     started = time.perf_counter()
-    from mlmatch.matcher import Matcher
-
-    # The matcher every actor must have: built once here, and compared by each actor.
-    expected = Matcher(config=actor_config(config, threads=job.cpus_per_actor)).fingerprint()
+    expected = _driver_fingerprint(config, job.cpus_per_actor)
     _start(ray, job.address, show_progress)
     actors = _actors(ray, job)
     written = False
@@ -159,6 +156,13 @@ def _actors(ray: Any, job: ScoreJob) -> int:
             + (f"use --actors {fits} or fewer" if fits else "use a larger cluster")
         )
     return actors
+
+
+def _driver_fingerprint(config: MatcherConfig, threads: int) -> str:
+    """The fingerprint every actor's matcher must have: built once here, on the driver."""
+    from mlmatch.matcher import Matcher
+
+    return Matcher(config=actor_config(config, threads=threads)).fingerprint()
 
 
 @contextlib.contextmanager
