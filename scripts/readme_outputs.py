@@ -37,14 +37,16 @@ CLASSIFY = [
     'vorhersagen."',
 ]
 LOOP = [
-    "mlmatch score data/examples/proposals.csv -o scored.csv -t title -t description",
-    "mlmatch report scored.csv -o report.html -t title -t description --corrections fix.csv",
-    "# fill in fix.csv: correct_label none for row 21 (a sales dashboard: reporting, nothing "
-    "learned)",
+    "mlmatch score data/examples/requests.csv -o scored.csv -t text",
+    "mlmatch report scored.csv -o report.html -t text --review 5 --corrections fix.csv",
+    "# in fix.csv, correct_label none for rows 2, 4 and 6 (a leaderboard, a paint estimate "
+    "and a ranking by fixed rules: nothing is learned)",
     "mlmatch learn fix.csv --into my-exemplars",
-    "mlmatch score data/examples/proposals.csv -o scored.csv -t title -t description "
-    "--exemplars my-exemplars --overwrite",
+    "mlmatch score data/examples/requests.csv -o scored.csv -t text --exemplars my-exemplars "
+    "--overwrite",
 ]
+# The rows of data/examples/requests.csv that the loop corrects, and their right label.
+CORRECTIONS = {"2": "none", "4": "none", "6": "none"}
 TABLE_ROWS = [
     "P001",
     "P002",
@@ -97,19 +99,18 @@ def loop(work: Path) -> str:
     shown = []
     for command in LOOP:
         if command.startswith("#"):
-            _fill_in(work / "fix.csv", row="21", label="none")
+            _fill_in(work / "fix.csv", CORRECTIONS)
             shown.append(f"$ {command}\n")
             continue
         shown.append(f"$ {command}\n{run(command, work)}")
     return "\n".join(part.rstrip() + "\n" for part in shown)
 
 
-def _fill_in(path: Path, *, row: str, label: str) -> None:
+def _fill_in(path: Path, labels: dict[str, str]) -> None:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     for item in rows:
-        if item["row"] == row:
-            item["correct_label"] = label
+        item["correct_label"] = labels.get(item["row"], "")
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -121,9 +122,10 @@ def generate() -> dict[str, str]:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "data" / "examples").mkdir(parents=True)
-        (work / "data" / "examples" / "proposals.csv").write_bytes(
-            (ROOT / "data" / "examples" / "proposals.csv").read_bytes()
-        )
+        for name in ("proposals.csv", "requests.csv"):
+            (work / "data" / "examples" / name).write_bytes(
+                (ROOT / "data" / "examples" / name).read_bytes()
+            )
         summary = run(SCORE, work)
         with (work / "proposals-scored.csv").open(newline="", encoding="utf-8") as handle:
             rows = {row["id"]: row for row in csv.DictReader(handle)}
