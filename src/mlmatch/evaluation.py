@@ -105,13 +105,13 @@ class EvaluationReport(BaseModel):
         ``normalize``: ``"true"``, ``"pred"`` or ``"all"`` shows shares instead of counts.
         Returns the matplotlib Axes.
         """
-        from mlmatch.display import plot_confusion
+        from mlmatch.plots import plot_confusion
 
         return plot_confusion(self, ax=ax, normalize=normalize)  # type: ignore[arg-type]
 
     def plot_reliability(self, *, ax: Any = None, bins: int = 10) -> Any:
         """Stated confidence against how often the best category was right; needs ``[plot]``."""
-        from mlmatch.display import plot_reliability
+        from mlmatch.plots import plot_reliability
 
         return plot_reliability(self, ax=ax, bins=bins)
 
