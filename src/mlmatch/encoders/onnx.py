@@ -29,8 +29,6 @@ import numpy as np
 
 from mlmatch.encoders.base import WINDOW_OVERLAP, EncoderSpec, available_cores, token_windows
 from mlmatch.encoders.resolve import (
-    ARTIFACTS,
-    BUNDLE_MANIFEST,
     EXPORT_FORMAT,
     SUFFIX,
     bundled_model_dir,
@@ -49,16 +47,7 @@ if TYPE_CHECKING:
 
     from mlmatch.adapter import Adapter
 
-__all__ = [
-    "ARTIFACTS",
-    "BUNDLE_MANIFEST",
-    "EXPORT_FORMAT",
-    "SUFFIX",
-    "OnnxEncoder",
-    "load_onnx_encoder",
-    "onnx_model_id",
-    "read_bundle",
-]
+__all__ = ["OnnxEncoder", "load_onnx_encoder", "onnx_model_id"]
 
 logger = logging.getLogger(__name__)
 
