@@ -78,11 +78,11 @@ def classification_html(result: Classification, *, top: int = 3) -> str:
         )
     else:
         head = f"No category{_badge('none', NEUTRAL_COLOUR)}"
-    parts = [f'<div style="{_CSS["head"]}">{head}</div>']
+    parts = [_div("head", head)]
     if result.category is None and result.reads_like:
         parts.append(f"<div>Reads like: <b>{_e(result.reads_like)}</b></div>")
     parts.append(f"<div>{_e(result.verdict)}</div>")
-    parts.append(f'<div style="{_CSS["quote"]}">“{_e(shorten(result.text))}”</div>')
+    parts.append(_div("quote", f"“{_e(shorten(result.text))}”"))
     parts.append(_ranking(result.matches))
     parts.append(f'<div style="margin:6px 0;">{_e(result.explanation)}</div>')
     parts.append(_evidence(result.matches[:top]))
@@ -100,17 +100,10 @@ def evaluation_html(report: EvaluationReport, *, max_errors: int = 10) -> str:
         ("none recall", f"{report.none_recall:.3f}"),
         ("calibration error (ECE)", f"{report.expected_calibration_error:.3f}"),
     ]
-    parts = [
-        f'<div style="{_CSS["head"]}">Evaluation</div>',
-        "<div>"
-        + "".join(
-            f'<div style="{_CSS["stat"]}"><div style="{_CSS["stat_value"]}">{value}</div>'
-            f'<div style="{_CSS["muted"]}">{name}</div></div>'
-            for name, value in stats
-        )
-        + "</div>",
-        f'<div style="{_CSS["sub"]}">Per label</div>',
-    ]
+    cells = "".join(
+        _div("stat", _div("stat_value", value) + _div("muted", name)) for name, value in stats
+    )
+    parts = [_div("head", "Evaluation"), f"<div>{cells}</div>", _div("sub", "Per label")]
     rows = [
         [
             _td(_e(label)),
@@ -123,14 +116,12 @@ def evaluation_html(report: EvaluationReport, *, max_errors: int = 10) -> str:
         for label, m in report.per_category.items()
     ]
     parts.append(_table(["label", "precision", "recall", "F1", "", "support"], rows))
-    parts.append(f'<div style="{_CSS["sub"]}">Confusion matrix</div>')
+    parts.append(_div("sub", "Confusion matrix"))
     parts.append(_confusion(report.labels, report.confusion))
     if report.misclassified:
         shown = report.misclassified[:max_errors]
-        parts.append(
-            f'<div style="{_CSS["sub"]}">Misclassified: {len(report.misclassified)}'
-            f'<span style="{_CSS["muted"]}"> (first {len(shown)} shown)</span></div>'
-        )
+        note = _span("muted", f" (first {len(shown)} shown)")
+        parts.append(_div("sub", f"Misclassified: {len(report.misclassified)}{note}"))
         rows = [
             [
                 _num(f"#{m.index}"),
@@ -162,20 +153,18 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
         ]
         for cid, h in report.categories.items()
     ]
+    swapped = _span("muted", "(share of their exemplars swapped)")
     parts = [
-        f'<div style="{_CSS["head"]}">Exemplar health</div>',
+        _div("head", "Exemplar health"),
         _table(["category", "exemplars", "cv recall", "misplaced", ""], rows),
-        f'<div style="{_CSS["sub"]}">Most confusable pairs '
-        f'<span style="{_CSS["muted"]}">(share of their exemplars swapped)</span></div>',
+        _div("sub", f"Most confusable pairs {swapped}"),
     ]
     pairs = [
         [_num(f"{share:.3f}"), _td(f"{_e(a)} ↔ {_e(b)}")]
         for a, b, share in report.confusable_pairs[:limit]
     ]
     parts.append(_table(["share", "pair"], pairs) + _more(report.confusable_pairs, limit))
-    parts.append(
-        f'<div style="{_CSS["sub"]}">Near-duplicate exemplars: {len(report.near_duplicates)}</div>'
-    )
+    parts.append(_div("sub", f"Near-duplicate exemplars: {len(report.near_duplicates)}"))
     duplicates = [
         [
             _num(f"{d.similarity:.3f}"),
@@ -188,10 +177,7 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
     ]
     parts.append(_table(["similarity", "exemplars"], duplicates) if duplicates else "")
     parts.append(_more(report.near_duplicates, limit))
-    parts.append(
-        f'<div style="{_CSS["sub"]}">Exemplars nearer another category: '
-        f"{len(report.misplaced)}</div>"
-    )
+    parts.append(_div("sub", f"Exemplars nearer another category: {len(report.misplaced)}"))
     misplaced = [
         [
             _td(f"{_e(m.category)} → {_e(m.nearer)}"),
@@ -245,8 +231,8 @@ def _evidence(matches: Sequence[Match]) -> str:
             for e in m.evidence
         )
         parts.append(
-            f'<div style="{_CSS["sub"]}">Nearest exemplars of {_e(m.category.name)}</div>'
-            f'<ul style="margin:0;padding-left:20px;">{items}</ul>'
+            _div("sub", f"Nearest exemplars of {_e(m.category.name)}")
+            + f'<ul style="margin:0;padding-left:20px;">{items}</ul>'
         )
     return "".join(parts)
 
@@ -288,6 +274,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def _div(style: str, content: str) -> str:
+    return f'<div style="{_CSS[style]}">{content}</div>'
+
+
+def _span(style: str, content: str) -> str:
+    return f'<span style="{_CSS[style]}">{content}</span>'
+
+
 def _box(kind: str, parts: Sequence[str]) -> str:
     return f'<div class="{kind}" style="{_CSS["box"]}">{"".join(parts)}</div>'
 
@@ -306,7 +300,7 @@ def _badge(text: str, colour: str) -> str:
 
 def _more(items: Sequence[object], limit: int) -> str:
     hidden = len(items) - limit
-    return f'<div style="{_CSS["muted"]}">… and {hidden} more</div>' if hidden > 0 else ""
+    return _div("muted", f"… and {hidden} more") if hidden > 0 else ""
 
 
 def _td(content: str) -> str:

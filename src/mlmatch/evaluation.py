@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
 from mlmatch.extras import require
-from mlmatch.metrics import confusion_counts, expected_calibration_error, precision_recall_f1
+from mlmatch.metrics import (
+    confusion_counts,
+    expected_calibration_error,
+    precision_recall_f1,
+    top_confidence,
+)
 from mlmatch.models import Classification
 from mlmatch.text import shorten
 
@@ -252,13 +257,7 @@ def report_from_results(
     present = [i for i, label in enumerate(labels) if label in seen]
     confusion = confusion_counts(truth, predicted, labels)
     misclassified = _misclassified(results, truth, predicted, rows)
-    # The confidence a match states is "this category is the right one", so it is checked
-    # against that, abstentions included.
-    top = [r.matches[0] for r in results]
-    confidence = np.array(
-        [m.confidence if m.confidence is not None else m.score for m in top], dtype=float
-    )
-    top_right = np.array([m.category.id == t for m, t in zip(top, truth, strict=True)])
+    confidence, top_right = top_confidence(results, truth)
     return EvaluationReport(
         n=n,
         accuracy=float(correct.mean()),

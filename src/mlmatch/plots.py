@@ -14,7 +14,7 @@ import numpy as np
 from mlmatch.display import NEUTRAL_COLOUR, TIER_COLOURS
 from mlmatch.extras import require
 from mlmatch.labels import NONE_LABEL
-from mlmatch.metrics import expected_calibration_error
+from mlmatch.metrics import expected_calibration_error, top_confidence
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -131,11 +131,7 @@ def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray
             NONE_LABEL if t is None or str(t).strip().lower() in ("", NONE_LABEL) else str(t)
             for t in truth
         ]
-        top = [r.matches[0] for r in source]
-        confidence = np.array([m.confidence if m.confidence is not None else m.score for m in top])
-        if len(labels) != len(top):
-            raise ValueError(f"{len(top)} classifications but {len(labels)} labels")
-        correct = np.array([m.category.id == t for m, t in zip(top, labels, strict=True)])
+        confidence, correct = top_confidence(source, labels)
     else:
         if truth is None:
             raise ValueError("pass whether each confidence was right as `truth`")

@@ -206,15 +206,9 @@ def _measurements(
     pool: ContextPool,
     settings: TuneSettings,
 ) -> Measurements:
-    texts = [exemplars.texts[i] for i in held]
-    labels = [exemplars.labels[i] for i in held]
-    result = {
-        f"held-out exemplars ({len(texts)})": (texts, labels),
-        f"held-out exemplars in context ({len(texts)})": (
-            pool.wrap(texts, seed=settings.seed),
-            labels,
-        ),
-    }
+    """The held-out exemplars and the dev set (when given), each bare and wrapped in context."""
+    held_texts = [exemplars.texts[i] for i in held]
+    labelled = {"held-out exemplars": (held_texts, [exemplars.labels[i] for i in held])}
     if dev is not None:
         dev_texts = list(dev[0])
         if not dev_texts:
@@ -222,11 +216,12 @@ def _measurements(
         dev_labels = normalize_labels(dev[1], exemplars.category_ids)
         if len(dev_labels) != len(dev_texts):
             raise ValueError(f"{len(dev_texts)} dev texts but {len(dev_labels)} labels")
-        result[f"dev ({len(dev_texts)})"] = (dev_texts, dev_labels)
-        result[f"dev in context ({len(dev_texts)})"] = (
-            pool.wrap(dev_texts, seed=settings.seed),
-            dev_labels,
-        )
+        labelled["dev"] = (dev_texts, dev_labels)
+    result = {}
+    for name, (texts, labels) in labelled.items():
+        result[f"{name} ({len(texts)})"] = (texts, labels)
+        wrapped = pool.wrap(texts, seed=settings.seed)
+        result[f"{name} in context ({len(texts)})"] = (wrapped, labels)
     return result
 
 
