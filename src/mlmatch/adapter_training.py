@@ -67,15 +67,8 @@ class TuneSettings:
     """Training runs (seeds ``seed``, ``seed + 1``, ...), each judged; the first is saved."""
 
     def __post_init__(self) -> None:
-        minimums = (
-            ("epochs", 1),
-            ("min_steps", 1),
-            ("rank", 1),
-            ("layers", 1),
-            ("batch_size", 2),
-            ("runs", 1),
-        )
-        for name, least in minimums:
+        minimums = {"epochs": 1, "min_steps": 1, "rank": 1, "layers": 1, "batch_size": 2, "runs": 1}
+        for name, least in minimums.items():
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not 0.0 < self.holdout < 0.5:

@@ -40,18 +40,14 @@ def plot_confusion(
     plt = _pyplot()
     metrics = require("sklearn.metrics", "plot", purpose="plotting")
 
-    counts = np.asarray(report.confusion, dtype=float)
-    if normalize is None:
-        matrix = counts
-    elif normalize in ("true", "pred", "all"):
-        if normalize == "all":
-            totals = np.full_like(counts, counts.sum())
-        else:
-            totals = counts.sum(axis=1 if normalize == "true" else 0, keepdims=True)
-        # A label nobody had (or nobody was given) keeps a row of zeros instead of NaN.
-        matrix = counts / np.where(totals == 0, 1, totals)
-    else:
+    axes = {"true": 1, "pred": 0, "all": None}  # what each normalization sums over
+    if normalize is not None and normalize not in axes:
         raise ValueError(f"normalize is {normalize!r}; use 'true', 'pred', 'all' or None")
+    matrix = np.asarray(report.confusion, dtype=float)
+    if normalize is not None:
+        totals = matrix.sum(axis=axes[normalize], keepdims=True)
+        # A label nobody had (or nobody was given) keeps a row of zeros instead of NaN.
+        matrix = matrix / np.where(totals == 0, 1, totals)
     if ax is None:
         size = max(4.0, 0.55 * len(report.labels) + 2.5)
         _, ax = plt.subplots(figsize=(size, size), layout="constrained")
