@@ -18,6 +18,7 @@ folder trains for ``min_steps`` steps at least, over as many epochs as that take
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -131,11 +132,7 @@ def train(
     layers = _attach(model, settings)
     parameters = [p for layer in layers.values() for p in (layer.lora_a, layer.lora_b)]
     loss = _batch_loss(exemplars, settings, anchors, teacher)
-
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress(stage, done, total)
-
+    report = None if progress is None else functools.partial(progress, stage)
     model.train()
     try:
         with _cut_at(model, settings.max_tokens):
@@ -151,7 +148,7 @@ def _steps(
     settings: TuneSettings,
     parameters: list[Any],
     loss: BatchLoss,
-    report: Callable[[int, int], None],
+    report: Callable[[int, int], None] | None,
 ) -> None:
     """Train ``parameters`` over the epochs ``settings`` ask for, one optimizer step a batch."""
     import torch
@@ -185,7 +182,8 @@ def _steps(
             optimizer.step()
             schedule.step()
             step += 1
-            report(step, total)
+            if report is not None:
+                report(step, total)
 
 
 def _batch_loss(

@@ -123,20 +123,8 @@ class EvaluationReport(BaseModel):
     def to_frame(self) -> dict[str, Any]:
         """The report as pandas DataFrames: summary, per_category, confusion, misclassified."""
         pd = require("pandas", "pandas", purpose="EvaluationReport.to_frame()")
-        summary = pd.Series(
-            self.model_dump(
-                include={
-                    "n",
-                    "accuracy",
-                    "top3_accuracy",
-                    "macro_f1",
-                    "none_precision",
-                    "none_recall",
-                    "expected_calibration_error",
-                }
-            ),
-            name="value",
-        )
+        numbers = {k: v for k, v in self.model_dump().items() if isinstance(v, (int, float))}
+        summary = pd.Series(numbers, name="value")
         # Built row by row, so support stays an integer column (a transpose would make it float).
         per_category = pd.DataFrame.from_records(
             [{"label": k, **v.model_dump()} for k, v in self.per_category.items()], index="label"

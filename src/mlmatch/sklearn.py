@@ -54,9 +54,9 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     ``fit(X, y)`` takes texts and their category ids (``none`` for text of no category) and
     builds a matcher whose exemplars are those texts, or, with ``extend=True``, the bundled
     exemplars (or ``config.exemplars``) with those texts added as a layer; the other parameters
-    are the matcher's
-    (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring settings are
-    parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries the rest.
+    are the matcher's (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring
+    settings are parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries
+    the rest.
     ``predict`` answers ``"none"`` where the matcher abstains, even if ``y`` had no ``none``.
 
     Args:

@@ -17,7 +17,7 @@ from mlmatch.cli.evaluate import check_labels, read_labelled
 
 if TYPE_CHECKING:
     from mlmatch.config import MatcherConfig
-    from mlmatch.tuning import TuneReport, TuneSettings
+    from mlmatch.tuning import TuneReport
 
 __all__ = ["prepare", "tune"]
 
@@ -89,10 +89,12 @@ def tune(
     it into the folder only when it is worse on none and better on at least one. Needs torch:
     pip install "mlmatch[torch]".
     """
+    from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
-    given = {"epochs": epochs, "rank": rank, "seed": seed, "runs": runs, "anchor": anchor}
-    settings = _settings(given, teacher=bool(teacher))
+    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed, "runs": runs}
+    given |= {"anchor": anchor, "teacher": 1.0 if teacher else None}
+    settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
     report = run_tune(
         exemplar_dir,
         model=model,
@@ -104,16 +106,6 @@ def tune(
     )
     click.echo(report.table())
     _say_what_was_kept(report, exemplar_dir)
-
-
-def _settings(given: dict[str, Any], *, teacher: bool) -> TuneSettings:
-    """The default settings with the options given (a teacher gets weight 1)."""
-    from mlmatch.tuning import TuneSettings
-
-    chosen = {name: value for name, value in given.items() if value is not None}
-    if teacher:
-        chosen["teacher"] = 1.0
-    return replace(TuneSettings(), **chosen)
 
 
 def _dev_set(
