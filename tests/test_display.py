@@ -1,4 +1,4 @@
-"""The notebook displays: HTML structure, escaping, abstentions, and the matplotlib plots."""
+"""The notebook displays (HTML structure, escaping, abstentions) and the matplotlib plots."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from mlmatch.display import (
     classification_html,
     evaluation_html,
     health_html,
-    plot_confusion,
-    plot_reliability,
 )
 from mlmatch.evaluation import CategoryMetrics, EvaluationReport, Misclassified
 from mlmatch.models import Category, Classification, Evidence, Match, Tier
+from mlmatch.plots import plot_confusion, plot_reliability
 
 EVIL = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -47,6 +47,17 @@ def test_report_renders_and_converts(report):
     assert "accuracy (top-1): 0.750" in text
     assert "robots -> finetune" in text
     frames = report.to_frame()
+    assert frames["summary"].to_dict() == report.model_dump(
+        include={
+            "n",
+            "accuracy",
+            "top3_accuracy",
+            "macro_f1",
+            "none_precision",
+            "none_recall",
+            "expected_calibration_error",
+        }
+    )
     assert frames["confusion"].loc["robots", "finetune"] == 1
     assert frames["per_category"].loc["robots", "support"] == 2
     assert list(frames["misclassified"]["index"]) == [3]

@@ -11,8 +11,9 @@ from conftest import TINY, write_exemplar_dir
 
 from mlmatch import Matcher, load_exemplars
 from mlmatch.adapter import ADAPTER_FILE, ADAPTER_MANIFEST, find_adapter
+from mlmatch.adapter_training import _relational, train, unit_embeddings
 from mlmatch.errors import ModelLoadError
-from mlmatch.tuning import TuneSettings, _relational, _save, _train, _unit_embeddings, tune
+from mlmatch.tuning import TuneSettings, _save, tune
 
 pytestmark = pytest.mark.slow
 
@@ -178,8 +179,8 @@ def test_a_small_folder_trains_at_least_min_steps(folder: Path, tiny_model: Path
     steps: list[int] = []
     settings = TuneSettings(min_steps=9, batch_size=8, rank=2, seed=1, anchor=1, context=0)
     model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
-    anchors = _unit_embeddings(model, exemplars.texts, settings)
-    _train(
+    anchors = unit_embeddings(model, exemplars.texts, settings)
+    train(
         model, exemplars, settings, lambda _, done, total: steps.append(total), "t", anchors=anchors
     )
     assert len(steps) == 10 and set(steps) == {10}  # 5 epochs: the first to reach 9 steps
@@ -214,13 +215,13 @@ def test_context_term_moves_wrapped_exemplars_onto_their_bare_meaning(
     settings = TuneSettings(epochs=6, min_steps=1, batch_size=8, rank=4, learning_rate=1e-2, seed=1)
     wrapped = exemplars.context.wrap(exemplars.texts, seed=99)  # sentences not seen in training
     model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
-    anchors = _unit_embeddings(model, exemplars.texts, settings)
+    anchors = unit_embeddings(model, exemplars.texts, settings)
 
     def closeness() -> float:
-        return float(np.mean(np.sum(_unit_embeddings(model, wrapped, settings) * anchors, 1)))
+        return float(np.mean(np.sum(unit_embeddings(model, wrapped, settings) * anchors, 1)))
 
     before = closeness()
-    _train(model, exemplars, settings, None, "test", anchors=anchors)
+    train(model, exemplars, settings, None, "test", anchors=anchors)
     assert closeness() > before + 0.02
 
 
@@ -275,18 +276,18 @@ def test_teacher_term_brings_the_students_similarities_to_the_teachers(
         context=0,
         teacher=1,
     )
-    teacher = _unit_embeddings(
+    teacher = unit_embeddings(
         load_sentence_model(str(wide_teacher), purpose="test"), exemplars.texts, settings
     )
     assert teacher.shape[1] == 48
     student = load_sentence_model(str(tiny_model), purpose="the tuning tests")
 
     def distance() -> float:
-        own = torch.from_numpy(_unit_embeddings(student, exemplars.texts, settings))
+        own = torch.from_numpy(unit_embeddings(student, exemplars.texts, settings))
         return float(_relational(own, own, torch.from_numpy(teacher), settings.temperature))
 
     before = distance()
-    _train(student, exemplars, settings, None, "test", teacher=teacher)
+    train(student, exemplars, settings, None, "test", teacher=teacher)
     assert distance() < 0.8 * before
 
 
@@ -355,8 +356,8 @@ def saved_adapter(folder: Path, tiny_model: Path) -> Path:
 
     exemplars = load_exemplars(folder)
     model = load_sentence_model(str(tiny_model), purpose="the tuning tests")
-    anchors = _unit_embeddings(model, exemplars.texts, SMALL)
-    weights = _train(model, exemplars, SMALL, None, "test", anchors=anchors)
+    anchors = unit_embeddings(model, exemplars.texts, SMALL)
+    weights = train(model, exemplars, SMALL, None, "test", anchors=anchors)
     _save(folder, weights, _resolve(tiny_model)[1], exemplars, SMALL)
     return folder
 

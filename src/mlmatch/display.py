@@ -1,38 +1,29 @@
-"""Rich displays for notebooks: HTML for results and reports, matplotlib plots for evaluations.
+"""Rich displays for notebooks: HTML for results and reports (plots: :mod:`mlmatch.plots`).
 
 The HTML functions return self-contained fragments (inline styles, no scripts, no external
 resources) so they render the same in Jupyter, VS Code and exported notebooks. Every text that
-comes from data is escaped. Plotting needs the optional ``plot`` extra (matplotlib).
+comes from data is escaped.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from mlmatch.extras import require
-from mlmatch.labels import NONE_LABEL
-from mlmatch.metrics import expected_calibration_error
 from mlmatch.text import shorten
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
-    from matplotlib.axes import Axes
-
     from mlmatch.diagnostics import HealthReport
     from mlmatch.evaluation import EvaluationReport
     from mlmatch.models import Classification, Match
 
 __all__ = [
+    "NEUTRAL_COLOUR",
     "TIER_COLOURS",
     "classification_html",
     "evaluation_html",
     "health_html",
-    "plot_confusion",
-    "plot_reliability",
 ]
 
 # One mid-tone colour per tier: dark enough for white badge text, light enough to stay visible
@@ -43,7 +34,7 @@ TIER_COLOURS: dict[str, str] = {
     "progress": "#1971c2",
     "little-progress": "#d9480f",
 }
-_NEUTRAL = "#868e96"
+NEUTRAL_COLOUR = "#868e96"
 # Shading of the confusion matrix: right answers green, wrong ones red; alpha carries the share.
 _RIGHT_RGB = "43,138,62"
 _WRONG_RGB = "224,49,49"
@@ -86,12 +77,12 @@ def classification_html(result: Classification, *, top: int = 3) -> str:
             f"{_badge(_tier_name(category.tier), TIER_COLOURS[category.tier])}"
         )
     else:
-        head = f"No category{_badge('none', _NEUTRAL)}"
-    parts = [f'<div style="{_CSS["head"]}">{head}</div>']
+        head = f"No category{_badge('none', NEUTRAL_COLOUR)}"
+    parts = [_div("head", head)]
     if result.category is None and result.reads_like:
         parts.append(f"<div>Reads like: <b>{_e(result.reads_like)}</b></div>")
     parts.append(f"<div>{_e(result.verdict)}</div>")
-    parts.append(f'<div style="{_CSS["quote"]}">“{_e(shorten(result.text))}”</div>')
+    parts.append(_div("quote", f"“{_e(shorten(result.text))}”"))
     parts.append(_ranking(result.matches))
     parts.append(f'<div style="margin:6px 0;">{_e(result.explanation)}</div>')
     parts.append(_evidence(result.matches[:top]))
@@ -109,37 +100,28 @@ def evaluation_html(report: EvaluationReport, *, max_errors: int = 10) -> str:
         ("none recall", f"{report.none_recall:.3f}"),
         ("calibration error (ECE)", f"{report.expected_calibration_error:.3f}"),
     ]
-    parts = [
-        f'<div style="{_CSS["head"]}">Evaluation</div>',
-        "<div>"
-        + "".join(
-            f'<div style="{_CSS["stat"]}"><div style="{_CSS["stat_value"]}">{value}</div>'
-            f'<div style="{_CSS["muted"]}">{name}</div></div>'
-            for name, value in stats
-        )
-        + "</div>",
-        f'<div style="{_CSS["sub"]}">Per label</div>',
-    ]
+    cells = "".join(
+        _div("stat", _div("stat_value", value) + _div("muted", name)) for name, value in stats
+    )
+    parts = [_div("head", "Evaluation"), f"<div>{cells}</div>", _div("sub", "Per label")]
     rows = [
         [
             _td(_e(label)),
             _num(f"{m.precision:.3f}"),
             _num(f"{m.recall:.3f}"),
             _num(f"{m.f1:.3f}"),
-            _td(_bar(m.f1, _NEUTRAL)),
+            _td(_bar(m.f1, NEUTRAL_COLOUR)),
             _num(str(m.support)),
         ]
         for label, m in report.per_category.items()
     ]
     parts.append(_table(["label", "precision", "recall", "F1", "", "support"], rows))
-    parts.append(f'<div style="{_CSS["sub"]}">Confusion matrix</div>')
+    parts.append(_div("sub", "Confusion matrix"))
     parts.append(_confusion(report.labels, report.confusion))
     if report.misclassified:
         shown = report.misclassified[:max_errors]
-        parts.append(
-            f'<div style="{_CSS["sub"]}">Misclassified: {len(report.misclassified)}'
-            f'<span style="{_CSS["muted"]}"> (first {len(shown)} shown)</span></div>'
-        )
+        note = _span("muted", f" (first {len(shown)} shown)")
+        parts.append(_div("sub", f"Misclassified: {len(report.misclassified)}{note}"))
         rows = [
             [
                 _num(f"#{m.index}"),
@@ -171,20 +153,18 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
         ]
         for cid, h in report.categories.items()
     ]
+    swapped = _span("muted", "(share of their exemplars swapped)")
     parts = [
-        f'<div style="{_CSS["head"]}">Exemplar health</div>',
+        _div("head", "Exemplar health"),
         _table(["category", "exemplars", "cv recall", "misplaced", ""], rows),
-        f'<div style="{_CSS["sub"]}">Most confusable pairs '
-        f'<span style="{_CSS["muted"]}">(share of their exemplars swapped)</span></div>',
+        _div("sub", f"Most confusable pairs {swapped}"),
     ]
     pairs = [
         [_num(f"{share:.3f}"), _td(f"{_e(a)} ↔ {_e(b)}")]
         for a, b, share in report.confusable_pairs[:limit]
     ]
     parts.append(_table(["share", "pair"], pairs) + _more(report.confusable_pairs, limit))
-    parts.append(
-        f'<div style="{_CSS["sub"]}">Near-duplicate exemplars: {len(report.near_duplicates)}</div>'
-    )
+    parts.append(_div("sub", f"Near-duplicate exemplars: {len(report.near_duplicates)}"))
     duplicates = [
         [
             _num(f"{d.similarity:.3f}"),
@@ -197,10 +177,7 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
     ]
     parts.append(_table(["similarity", "exemplars"], duplicates) if duplicates else "")
     parts.append(_more(report.near_duplicates, limit))
-    parts.append(
-        f'<div style="{_CSS["sub"]}">Exemplars nearer another category: '
-        f"{len(report.misplaced)}</div>"
-    )
+    parts.append(_div("sub", f"Exemplars nearer another category: {len(report.misplaced)}"))
     misplaced = [
         [
             _td(f"{_e(m.category)} → {_e(m.nearer)}"),
@@ -214,134 +191,6 @@ def health_html(report: HealthReport, *, limit: int = 10) -> str:
     )
     parts.append(_more(report.misplaced, limit))
     return _box("mlmatch-health", parts)
-
-
-def plot_confusion(
-    report: EvaluationReport,
-    *,
-    ax: Axes | None = None,
-    normalize: Literal["true", "pred", "all"] | None = None,
-) -> Axes:
-    """Plot the report's confusion matrix (``none`` included) with scikit-learn's display.
-
-    ``normalize`` divides by the true-label rows, the answered columns or everything, as in
-    :func:`sklearn.metrics.confusion_matrix`.
-    """
-    plt = _pyplot()
-    metrics = require("sklearn.metrics", "plot", purpose="plotting")
-
-    counts = np.asarray(report.confusion, dtype=float)
-    if normalize is None:
-        matrix = counts
-    elif normalize in ("true", "pred", "all"):
-        if normalize == "all":
-            totals = np.full_like(counts, counts.sum())
-        else:
-            totals = counts.sum(axis=1 if normalize == "true" else 0, keepdims=True)
-        # A label nobody had (or nobody was given) keeps a row of zeros instead of NaN.
-        matrix = counts / np.where(totals == 0, 1, totals)
-    else:
-        raise ValueError(f"normalize is {normalize!r}; use 'true', 'pred', 'all' or None")
-    if ax is None:
-        size = max(4.0, 0.55 * len(report.labels) + 2.5)
-        _, ax = plt.subplots(figsize=(size, size), layout="constrained")
-    display = metrics.ConfusionMatrixDisplay(matrix, display_labels=report.labels)
-    display.plot(
-        ax=ax,
-        cmap="Blues",
-        colorbar=False,
-        xticks_rotation="vertical",
-        values_format=".0f" if normalize is None else ".2f",
-    )
-    ax.set_xlabel("Answered")
-    ax.set_ylabel("True label")
-    return ax
-
-
-def plot_reliability(
-    source: EvaluationReport | Sequence[Classification] | npt.ArrayLike,
-    truth: Sequence[str | None] | npt.ArrayLike | None = None,
-    *,
-    ax: Axes | None = None,
-    bins: int = 10,
-) -> Axes:
-    """Plot how often the best category was right against its stated confidence.
-
-    ``source`` is one of: an :class:`~mlmatch.evaluation.EvaluationReport` holding per-item
-    ``confidences`` and ``top_correct``; classifications, with their true labels as ``truth``
-    (``none``, ``""`` or None for no category); or confidences, with ``truth`` saying whether
-    each was right. Confidence is the best match's calibrated confidence, or its score without
-    calibration, as in the report's expected calibration error.
-    """
-    plt = _pyplot()
-    calibration = require("sklearn.calibration", "plot", purpose="plotting")
-
-    confidence, correct = _reliability_arrays(source, truth)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5), layout="constrained")
-    # Scores can stray a rounding error outside [0, 1]; calibration_curve rejects that.
-    confidence = np.clip(confidence, 0.0, 1.0)
-    right, stated = calibration.calibration_curve(correct.astype(int), confidence, n_bins=bins)
-    ece = expected_calibration_error(confidence, correct, bins=bins)
-    ax.hist(
-        confidence,
-        bins=bins,
-        range=(0.0, 1.0),
-        weights=np.full(len(confidence), 1.0 / len(confidence)),
-        color=_NEUTRAL,
-        alpha=0.25,
-        label="share of items",
-    )
-    ax.plot([0, 1], [0, 1], linestyle="--", color=_NEUTRAL, label="perfectly calibrated")
-    ax.plot(stated, right, marker="o", color=TIER_COLOURS["progress"], label="mlmatch")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("Confidence of the best category")
-    ax.set_ylabel("Share where it was right")
-    ax.set_title(f"Reliability (ECE {ece:.3f}, {len(confidence)} items)")
-    ax.legend(loc="upper left")
-    return ax
-
-
-def _reliability_arrays(source: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item confidence of the best category and whether it was the true label."""
-    if hasattr(source, "per_category"):  # an EvaluationReport (not imported: it imports this)
-        confidences = getattr(source, "confidences", None)
-        top_correct = getattr(source, "top_correct", None)
-        if not confidences or not top_correct:
-            raise ValueError(
-                "this EvaluationReport holds no per-item confidences; pass the classifications "
-                "and their true labels, or confidences and whether each was right"
-            )
-        confidence, correct = np.asarray(confidences, float), np.asarray(top_correct, bool)
-    elif isinstance(source, Sequence) and source and hasattr(source[0], "matches"):
-        if truth is None:
-            raise ValueError("pass the classifications' true labels as `truth`")
-        labels = [
-            NONE_LABEL if t is None or str(t).strip().lower() in ("", NONE_LABEL) else str(t)
-            for t in truth
-        ]
-        top = [r.matches[0] for r in source]
-        confidence = np.array([m.confidence if m.confidence is not None else m.score for m in top])
-        if len(labels) != len(top):
-            raise ValueError(f"{len(top)} classifications but {len(labels)} labels")
-        correct = np.array([m.category.id == t for m, t in zip(top, labels, strict=True)])
-    else:
-        if truth is None:
-            raise ValueError("pass whether each confidence was right as `truth`")
-        confidence, correct = np.asarray(source, float), np.asarray(truth, bool)
-    if confidence.ndim != 1 or confidence.shape != correct.shape:
-        raise ValueError(
-            f"need one correctness per confidence; got {confidence.shape} and {correct.shape}"
-        )
-    if len(confidence) == 0:
-        raise ValueError("nothing to plot: no items")
-    return confidence, correct
-
-
-def _pyplot() -> Any:
-    """matplotlib.pyplot, or an ImportError naming the extra that installs it."""
-    return require("matplotlib.pyplot", "plot", purpose="plotting")
 
 
 def _ranking(matches: Sequence[Match]) -> str:
@@ -382,8 +231,8 @@ def _evidence(matches: Sequence[Match]) -> str:
             for e in m.evidence
         )
         parts.append(
-            f'<div style="{_CSS["sub"]}">Nearest exemplars of {_e(m.category.name)}</div>'
-            f'<ul style="margin:0;padding-left:20px;">{items}</ul>'
+            _div("sub", f"Nearest exemplars of {_e(m.category.name)}")
+            + f'<ul style="margin:0;padding-left:20px;">{items}</ul>'
         )
     return "".join(parts)
 
@@ -425,6 +274,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def _div(style: str, content: str) -> str:
+    return f'<div style="{_CSS[style]}">{content}</div>'
+
+
+def _span(style: str, content: str) -> str:
+    return f'<span style="{_CSS[style]}">{content}</span>'
+
+
 def _box(kind: str, parts: Sequence[str]) -> str:
     return f'<div class="{kind}" style="{_CSS["box"]}">{"".join(parts)}</div>'
 
@@ -443,7 +300,7 @@ def _badge(text: str, colour: str) -> str:
 
 def _more(items: Sequence[object], limit: int) -> str:
     hidden = len(items) - limit
-    return f'<div style="{_CSS["muted"]}">… and {hidden} more</div>' if hidden > 0 else ""
+    return _div("muted", f"… and {hidden} more") if hidden > 0 else ""
 
 
 def _td(content: str) -> str:

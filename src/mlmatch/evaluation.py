@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlmatch.exemplars import NONE_LABEL, normalize_labels
 from mlmatch.extras import require
-from mlmatch.metrics import confusion_counts, expected_calibration_error, precision_recall_f1
+from mlmatch.metrics import (
+    confusion_counts,
+    expected_calibration_error,
+    precision_recall_f1,
+    top_confidence,
+)
 from mlmatch.models import Classification
 from mlmatch.text import shorten
 
@@ -105,33 +110,21 @@ class EvaluationReport(BaseModel):
         ``normalize``: ``"true"``, ``"pred"`` or ``"all"`` shows shares instead of counts.
         Returns the matplotlib Axes.
         """
-        from mlmatch.display import plot_confusion
+        from mlmatch.plots import plot_confusion
 
         return plot_confusion(self, ax=ax, normalize=normalize)  # type: ignore[arg-type]
 
     def plot_reliability(self, *, ax: Any = None, bins: int = 10) -> Any:
         """Stated confidence against how often the best category was right; needs ``[plot]``."""
-        from mlmatch.display import plot_reliability
+        from mlmatch.plots import plot_reliability
 
         return plot_reliability(self, ax=ax, bins=bins)
 
     def to_frame(self) -> dict[str, Any]:
         """The report as pandas DataFrames: summary, per_category, confusion, misclassified."""
         pd = require("pandas", "pandas", purpose="EvaluationReport.to_frame()")
-        summary = pd.Series(
-            self.model_dump(
-                include={
-                    "n",
-                    "accuracy",
-                    "top3_accuracy",
-                    "macro_f1",
-                    "none_precision",
-                    "none_recall",
-                    "expected_calibration_error",
-                }
-            ),
-            name="value",
-        )
+        numbers = {k: v for k, v in self.model_dump().items() if isinstance(v, (int, float))}
+        summary = pd.Series(numbers, name="value")
         # Built row by row, so support stays an integer column (a transpose would make it float).
         per_category = pd.DataFrame.from_records(
             [{"label": k, **v.model_dump()} for k, v in self.per_category.items()], index="label"
@@ -252,13 +245,7 @@ def report_from_results(
     present = [i for i, label in enumerate(labels) if label in seen]
     confusion = confusion_counts(truth, predicted, labels)
     misclassified = _misclassified(results, truth, predicted, rows)
-    # The confidence a match states is "this category is the right one", so it is checked
-    # against that, abstentions included.
-    top = [r.matches[0] for r in results]
-    confidence = np.array(
-        [m.confidence if m.confidence is not None else m.score for m in top], dtype=float
-    )
-    top_right = np.array([m.category.id == t for m, t in zip(top, truth, strict=True)])
+    confidence, top_right = top_confidence(results, truth)
     return EvaluationReport(
         n=n,
         accuracy=float(correct.mean()),

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["confusion_counts", "expected_calibration_error", "precision_recall_f1"]
+if TYPE_CHECKING:
+    from mlmatch.models import Classification
+
+__all__ = [
+    "confusion_counts",
+    "expected_calibration_error",
+    "precision_recall_f1",
+    "top_confidence",
+]
 
 
 def expected_calibration_error(
@@ -21,6 +30,22 @@ def expected_calibration_error(
         if members.any():
             total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(total)
+
+
+def top_confidence(
+    results: Sequence[Classification], truth: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per result: the confidence its best match states, and whether that is the true label.
+
+    The confidence is the calibrated one (the score where the matcher has no calibration). It
+    says "this category is the right one", so it is checked against that, abstentions included.
+    """
+    if len(truth) != len(results):
+        raise ValueError(f"{len(results)} classifications but {len(truth)} labels")
+    top = [r.matches[0] for r in results]
+    confidence = [m.score if m.confidence is None else m.confidence for m in top]
+    correct = [m.category.id == t for m, t in zip(top, truth, strict=True)]
+    return np.array(confidence, dtype=float), np.array(correct, dtype=bool)
 
 
 def confusion_counts(

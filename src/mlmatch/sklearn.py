@@ -33,6 +33,7 @@ from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.extras import require
 from mlmatch.matcher import Matcher
 from mlmatch.pipeline.scoring import Aggregation
+from mlmatch.text import as_list
 
 # One clear message when scikit-learn is absent, before the imports below would fail.
 require("sklearn", "sklearn", purpose="mlmatch.sklearn")
@@ -53,9 +54,9 @@ class ExemplarClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     ``fit(X, y)`` takes texts and their category ids (``none`` for text of no category) and
     builds a matcher whose exemplars are those texts, or, with ``extend=True``, the bundled
     exemplars (or ``config.exemplars``) with those texts added as a layer; the other parameters
-    are the matcher's
-    (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring settings are
-    parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries the rest.
+    are the matcher's (see :class:`~mlmatch.MatcherConfig`), with the same defaults. The scoring
+    settings are parameters of their own, so ``GridSearchCV`` can tune them; ``config`` carries
+    the rest.
     ``predict`` answers ``"none"`` where the matcher abstains, even if ``y`` had no ``none``.
 
     Args:
@@ -298,24 +299,14 @@ def _bundled_taxonomy() -> ExemplarSet:
 
 def _as_texts(X: Any) -> list[Any]:
     """The texts of ``X`` as a list; the matcher checks each item."""
-    if isinstance(X, (str, bytes)):
-        raise TypeError(
-            "X must be a list, array or Series of texts, not a single string; "
-            "pass [text] to classify one text"
-        )
-    if X is None:
-        raise TypeError("X is None; pass a list, array or Series of texts")
     if getattr(X, "ndim", 1) != 1:
         raise ValueError(
             f"X must be one-dimensional, one text per sample, got {_describe(X)}; "
             "select the text column (e.g. frame['text'])"
         )
-    try:
-        return list(X)
-    except TypeError:
-        raise TypeError(
-            f"X must be a list, array or Series of texts, not {type(X).__name__}"
-        ) from None
+    kind = "a list, array or Series of texts"
+    single = f"X must be {kind}, not a single string; pass [text] to classify one text"
+    return as_list(X, what="X", kind=kind, single=single)
 
 
 def _describe(value: Any) -> str:

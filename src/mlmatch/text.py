@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["clean_text", "clean_texts", "shorten", "split_sentences"]
+__all__ = ["as_list", "clean_text", "clean_texts", "shorten", "split_sentences"]
 
 # A sentence ends at ., ! or ? followed by space and what starts a sentence, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"\u201c\u2018'(\[A-Z0-9])|\s*\n\s*")
@@ -83,21 +84,31 @@ def clean_texts(
 
     An error names the index of the first bad item.
     """
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(
-            "classify_many expects a list of strings, not a single string; "
-            "use classify(text) for one text"
-        )
-    if texts is None:
-        raise TypeError("texts is None; pass a list of strings")
-    try:
-        items = list(texts)
-    except TypeError:
-        raise TypeError(
-            f"texts must be an iterable of strings, not {type(texts).__name__}"
-        ) from None
+    items = as_list(
+        texts,
+        what="texts",
+        kind="an iterable of strings",
+        single="classify_many expects a list of strings, not a single string; "
+        "use classify(text) for one text",
+    )
     cleaned = [clean_text(t, max_chars=max_chars, what=f"texts[{i}]") for i, t in enumerate(items)]
-    return items, cleaned  # type: ignore[return-value]  # every item was checked to be a str
+    return items, cleaned  # clean_text checked that every item is a str
+
+
+def as_list(values: Any, *, what: str, kind: str, single: str) -> list[Any]:
+    """``values`` (named ``what``, expected to be ``kind``) as a list of their items.
+
+    A single string is refused with the message ``single``, since iterating it would give
+    characters; so are None and anything that cannot be iterated.
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(single)
+    if values is None:
+        raise TypeError(f"{what} is None; pass {kind}")
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(f"{what} must be {kind}, not {type(values).__name__}") from None
 
 
 def split_sentences(text: str) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from mlmatch.cli.evaluate import check_labels, read_labelled
 
 if TYPE_CHECKING:
     from mlmatch.config import MatcherConfig
+    from mlmatch.tuning import TuneReport
 
 __all__ = ["prepare", "tune"]
 
@@ -86,70 +89,73 @@ def tune(
     it into the folder only when it is worse on none and better on at least one. Needs torch:
     pip install "mlmatch[torch]".
     """
-    from dataclasses import replace
-
-    from mlmatch.exemplars import load_exemplars
     from mlmatch.tuning import TuneSettings
     from mlmatch.tuning import tune as run_tune
 
-    given: dict[str, Any] = {
-        "epochs": epochs,
-        "rank": rank,
-        "seed": seed,
-        "runs": runs,
-        "anchor": anchor,
-    }
-    if teacher:
-        given["teacher"] = 1.0
+    given: dict[str, Any] = {"epochs": epochs, "rank": rank, "seed": seed, "runs": runs}
+    given |= {"anchor": anchor, "teacher": 1.0 if teacher else None}
     settings = replace(TuneSettings(), **{k: v for k, v in given.items() if v is not None})
+    report = run_tune(
+        exemplar_dir,
+        model=model,
+        dev=_dev_set(dev_file, exemplar_dir),
+        settings=settings,
+        teacher=teacher,
+        progress=None if quiet else _progress_bars(),
+        save=not dry_run,
+    )
+    click.echo(report.table())
+    _say_what_was_kept(report, exemplar_dir)
+
+
+def _dev_set(
+    dev_file: str | None, exemplar_dir: str | None
+) -> tuple[list[str], list[str | None]] | None:
+    """The texts and labels of --dev, their labels checked against the exemplars' categories."""
+    if not dev_file:
+        return None
+    from mlmatch.exemplars import load_exemplars
+
+    texts, labels, rows = read_labelled(dev_file, "text", "label", None)
+    check_labels(labels, rows, load_exemplars(exemplar_dir).category_ids, dev_file)
+    return texts, labels
+
+
+def _progress_bars() -> Callable[[str, int, int], None]:
+    """A progress callback that draws one bar on stderr per training run."""
     bar: Any = None
     bar_stage = ""
 
     def progress(stage: str, done: int, total: int) -> None:
         nonlocal bar, bar_stage
-        if quiet:
-            return
-        if bar is None or stage != bar_stage:  # one bar per training run
-            bar, bar_stage = (
-                click.progressbar(length=total, label=f"mlmatch: {stage}", file=sys.stderr),
-                stage,
-            )
+        if bar is None or stage != bar_stage:
+            bar = click.progressbar(length=total, label=f"mlmatch: {stage}", file=sys.stderr)
+            bar_stage = stage
         bar.update(1)
         if done == total:
             bar.render_finish()
 
-    dev = None
-    if dev_file:
-        texts, labels, rows = read_labelled(dev_file, "text", "label", None)
-        check_labels(labels, rows, load_exemplars(exemplar_dir).category_ids, dev_file)
-        dev = texts, labels
-    report = run_tune(
-        exemplar_dir,
-        model=model,
-        dev=dev,
-        settings=settings,
-        teacher=teacher,
-        progress=progress,
-        save=not dry_run,
-    )
-    click.echo(report.table())
+    return progress
+
+
+def _say_what_was_kept(report: TuneReport, exemplar_dir: str | None) -> None:
+    seconds = f"{report.seconds:.0f} s"
     if report.kept:
-        click.echo(f"mlmatch: kept the adapter ({report.seconds:.0f} s): {report.path}")
-    elif report.wins:
-        click.echo(
-            f"mlmatch: the adapter wins but --dry-run saved nothing ({report.seconds:.0f} s)"
-        )
+        click.echo(f"mlmatch: kept the adapter ({seconds}): {report.path}")
+        return
+    if report.wins:
+        click.echo(f"mlmatch: the adapter wins but --dry-run saved nothing ({seconds})")
     else:
         click.echo(
             "mlmatch: the adapter is worse somewhere or better nowhere, so nothing was saved "
-            f"({report.seconds:.0f} s)"
+            f"({seconds})"
         )
-    if not report.kept:
-        from mlmatch.adapter import find_adapter
+    from mlmatch.adapter import find_adapter
+    from mlmatch.exemplars import load_exemplars
 
-        existing = find_adapter(load_exemplars(exemplar_dir).source)
-        if existing is not None:
-            click.echo(f"mlmatch: the adapter already in {existing.folder} stays in use")
+    existing = find_adapter(load_exemplars(exemplar_dir).source)
+    if existing is not None:
+        click.echo(f"mlmatch: the adapter already in {existing.folder} stays in use")
 
 
 @main.command()

@@ -17,47 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlmatch.encoders.base import (
-    BACKEND_ENV,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MODEL,
-    GPU_BATCH_SIZE,
-    LONG_TEXT_WINDOW,
-    WINDOW_OVERLAP,
-    Backend,
-    Encoder,
-    EncoderSpec,
-    TokenEncoder,
-    available_cores,
-    batch_size_of,
-    default_backend,
-    parse_backend,
-    token_windows,
-)
+from mlmatch.encoders import base
+from mlmatch.encoders.base import *  # noqa: F403  (re-exports base.__all__, listed there once)
+from mlmatch.encoders.base import Backend, Encoder, EncoderSpec, parse_backend
 from mlmatch.store import ArtifactStore
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
 
-__all__ = [
-    "BACKEND_ENV",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_MODEL",
-    "GPU_BATCH_SIZE",
-    "LONG_TEXT_WINDOW",
-    "WINDOW_OVERLAP",
-    "Backend",
-    "Encoder",
-    "EncoderSpec",
-    "TokenEncoder",
-    "available_cores",
-    "batch_size_of",
-    "default_backend",
-    "load_encoder",
-    "load_spec",
-    "parse_backend",
-    "token_windows",
-]
+__all__ = ["load_encoder", "load_spec"]
+__all__ += base.__all__
 
 
 def load_encoder(

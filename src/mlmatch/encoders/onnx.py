@@ -7,10 +7,9 @@ exemplars have an adapter (none ships today), it ships beside the export as a *v
 quantized weights in which the export of the tuned model differs from the base export (about
 5 MB, not a second 59 MB model), which onnxruntime substitutes when it loads the graph
 (``SessionOptions.add_initializer``). So the bundled exemplars (tuned) and folders of one's own
-(base model) both run from the shipped files.
-Any other model or adapter (or damaged shipped files) is exported once, locally, into the
-artifact store (:mod:`mlmatch.encoders.export`, :mod:`mlmatch.store`); that needs the ``torch``
-extra. Encoding needs only onnxruntime, the
+(base model) both run from the shipped files. Any other model or adapter (or damaged shipped
+files) is exported once, locally, into the artifact store (:mod:`mlmatch.encoders.export`,
+:mod:`mlmatch.store`); that needs the ``torch`` extra. Encoding needs only onnxruntime, the
 ``tokenizers`` package and numpy.
 
 The exported graph returns token embeddings; pooling (mean or CLS, as the model's
@@ -29,8 +28,6 @@ import numpy as np
 
 from mlmatch.encoders.base import WINDOW_OVERLAP, EncoderSpec, available_cores, token_windows
 from mlmatch.encoders.resolve import (
-    ARTIFACTS,
-    BUNDLE_MANIFEST,
     EXPORT_FORMAT,
     SUFFIX,
     bundled_model_dir,
@@ -49,16 +46,7 @@ if TYPE_CHECKING:
 
     from mlmatch.adapter import Adapter
 
-__all__ = [
-    "ARTIFACTS",
-    "BUNDLE_MANIFEST",
-    "EXPORT_FORMAT",
-    "SUFFIX",
-    "OnnxEncoder",
-    "load_onnx_encoder",
-    "onnx_model_id",
-    "read_bundle",
-]
+__all__ = ["OnnxEncoder", "load_onnx_encoder", "onnx_model_id"]
 
 logger = logging.getLogger(__name__)
 

@@ -44,6 +44,8 @@ class TableWriter:
         write_header: bool = True,
         delimiter: str = ",",
     ) -> None:
+        if fmt is Format.PARQUET:
+            pyarrow_parquet()  # a missing extra fails here, not at the first chunk
         self.format = fmt
         self.source = source
         self.columns = list(source.columns)
@@ -293,19 +295,8 @@ def _escape_surrogates(value: Any) -> Any:
     return value
 
 
-def open_writer(
-    handle: IO[bytes],
-    fmt: Format,
-    source: TableReader,
-    added: Sequence[Column],
-    *,
-    write_header: bool = True,
-    delimiter: str = ",",
-) -> TableWriter:
-    """A writer for ``fmt`` on an open binary handle, for the records of ``source``."""
-    if fmt is Format.PARQUET:
-        pyarrow_parquet()
-    return TableWriter(handle, fmt, source, added, write_header=write_header, delimiter=delimiter)
+# The name the engines open a writer by.
+open_writer = TableWriter
 
 
 # Characters that str.splitlines() and some editors treat as line breaks, escaped so every

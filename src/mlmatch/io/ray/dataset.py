@@ -176,22 +176,20 @@ def score_dataset(
         batch_size=batch_size,
         batch_format="pandas",
         zero_copy_batch=False,
-        # One batch at a time per actor: scoring is CPU-bound, and a batch queued behind a busy
-        # actor (the first one ready takes several) would leave the others idle.
-        compute=ray.data.ActorPoolStrategy(
-            size=_concurrency(ray, concurrency, num_cpus), max_tasks_in_flight_per_actor=1
-        ),
+        compute=_actor_pool(ray, concurrency, num_cpus),
         num_cpus=num_cpus,
         num_gpus=num_gpus or None,
     )
 
 
-def _concurrency(ray: Any, concurrency: int | None, num_cpus: int) -> int:
-    """The actors asked for (default: as many as fit); more than fit warns."""
+def _actor_pool(ray: Any, concurrency: int | None, num_cpus: int) -> Any:
+    """The scoring actors: as many as asked (default: as many as fit; more than fit warns).
+
+    Each takes one batch at a time: scoring is CPU-bound, and a batch queued behind a busy actor
+    (the first one ready takes several) would leave the others idle.
+    """
     cpus, fits = actor_room(ray, num_cpus)
-    if concurrency is None:
-        return max(1, fits)
-    if concurrency > fits:
+    if concurrency is not None and concurrency > fits:
         warnings.warn(
             f"{concurrency} actor(s) of {num_cpus} CPU(s) leave no CPU of the cluster's {cpus} "
             "for Ray Data's other tasks; a pipeline that reads files (Parquet listing, for one) "
@@ -199,7 +197,8 @@ def _concurrency(ray: Any, concurrency: int | None, num_cpus: int) -> int:
             RuntimeWarning,
             stacklevel=3,
         )
-    return concurrency
+    size = max(1, fits) if concurrency is None else concurrency
+    return ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
 
 
 def _text_columns(ds: ray.data.Dataset, names: Sequence[str], top: int) -> list[str]:
