@@ -79,7 +79,9 @@ def build_parts(config: MatcherConfig, encoder: Encoder | None = None) -> Matche
         backend = parse_backend(config.backend)
         spec = EncoderSpec(config.model, backend, config.device, config.threads, adapter)
         check_extras_ahead(spec, config, exemplars, store)
-        encoder = load_spec(spec, store)
+        # A model's own files (an export, a merged adapter) are kept even with use_cache=False:
+        # they are the model, not data derived from the exemplars.
+        encoder = load_spec(spec, ArtifactStore.open(config.cache_dir))
     batch_size = config.batch_size or batch_size_of(encoder)
     index = ExemplarIndex.build(exemplars, encoder, config, batch_size=batch_size, store=store)
     calibrator, threshold = decide_confidence(config, index, encoder.model_id, store, source)

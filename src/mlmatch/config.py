@@ -62,9 +62,11 @@ class MatcherConfig:
             or the path of one saved by :meth:`Calibration.save <mlmatch.Calibration.save>`:
             that fit (and its threshold, if it has one), refused when fitted for another
             model, other exemplars or other scoring settings. ``False``: no confidence.
-        cache_dir: Where derived data (exemplar embeddings, exports) is cached (default: see
-            :func:`~mlmatch.store.default_cache_dir`); ``use_cache=False`` keeps nothing.
-        use_cache: Read and write the cache.
+        cache_dir: Where derived data (exemplar embeddings, heads, model exports) is kept
+            (default: see :func:`~mlmatch.store.default_cache_dir`).
+        use_cache: Read and keep what is derived from the exemplars (their embeddings, the head,
+            the calibration); ``False`` computes them afresh. A model's own files (an ONNX
+            export, an adapter merged in) are kept either way.
         batch_size: Texts per encoder batch; default: the encoder's preference (256 for torch on
             a GPU), else 64.
         max_chars: Longest accepted text; ``None`` accepts any length.

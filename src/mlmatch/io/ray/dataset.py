@@ -154,10 +154,8 @@ def score_dataset(
         num_cpus: CPUs reserved by each actor; its encoder uses that many threads.
         num_gpus: GPUs reserved by each actor; with ``backend="torch"`` the model then runs on
             CUDA in fp16 (the onnx backend here is CPU-only).
-        scorer: The callable class to map, :class:`DatasetScorer` or a subclass of it (for
-            example one that drops columns a job does not need).
-        fingerprint: The fingerprint every actor's matcher must have (``Matcher(config=...)
-            .fingerprint()`` on the driver); ``None`` checks nothing.
+        scorer: The class to map, :class:`DatasetScorer` or a subclass of it.
+        fingerprint: What every actor's :meth:`Matcher.fingerprint` must be (None: any).
         **options: Settings of :class:`~mlmatch.MatcherConfig`.
 
     """
