@@ -2,18 +2,22 @@
 
 Run: python benchmarks/learn.py        (writes benchmarks/results/learn.md)
 
-1. Cost. A layer of 20 corrections (the first 20 misclassified texts of the real dev set) on top
-   of the bundled exemplars: the first ``mlmatch classify --exemplars LAYER`` in a new process
-   with an empty cache (only the entries that ship with mlmatch), against the full rebuild the
-   same exemplars cost as a full folder (``ExemplarSet.save``), measured in the same run, then
-   each a second time (warm).
+1. Cost. A layer of 20 corrections (the first 20 texts of the exemplar pool, data/real-pool,
+   that the bundled matcher gets wrong: real texts it never saw) on top of the bundled
+   exemplars: the first ``mlmatch classify --exemplars LAYER`` in a new process with an empty
+   cache (only the entries that ship with mlmatch), against the full rebuild the same exemplars
+   cost as a full folder (``ExemplarSet.save``), measured in the same run, then each a second
+   time (warm); with ``--old-src``, also the full folder with an older mlmatch, which embedded
+   every exemplar anew (``git worktree add /tmp/old 890e4d5``, ``--old-src /tmp/old/src``).
 2. Effect. The real dev set is split in two halves by source unit; the errors of one half become
    a layer, and top-1 is measured on the other half, on the real test set and on the written test
-   set, before and after (then the halves swap roles).
+   set, before and after (then the halves swap roles). The bundled exemplars already hold the real
+   dev texts (layers/real), so this part starts from the written exemplars alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -28,8 +32,10 @@ from common import ROOT, write_result
 
 from mlmatch import NONE_LABEL, Matcher, load_exemplars
 from mlmatch.exemplar_files import write_layer
+from mlmatch.exemplars import ExemplarSet, default_exemplar_dir
 
 REAL_DEV = ROOT / "data/eval/real/dev.jsonl"
+POOL = ROOT / "data/real-pool/pool.jsonl"
 REAL_TEST = ROOT / "data/eval/real/test.jsonl"
 WRITTEN_TEST = ROOT / "data/eval/test.jsonl"
 QUERY = "Which of our customers are likely to cancel next month?"
@@ -58,10 +64,12 @@ def errors(matcher: Matcher, items: list[dict[str, Any]]) -> list[dict[str, Any]
     ]
 
 
-def first_classify(exemplars: Path, cache: Path) -> float:
-    """Seconds of one ``mlmatch classify --exemplars`` in a new process."""
+def first_classify(exemplars: Path, cache: Path, src: str | None = None) -> float:
+    """Seconds of one ``mlmatch classify --exemplars`` in a new process (``src``: other code)."""
     env = {**os.environ, "MLMATCH_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
     env.pop("MLMATCH_BACKEND", None)
+    if src is not None:
+        env["PYTHONPATH"] = src
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "mlmatch", "classify", "--exemplars", str(exemplars), QUERY],
@@ -72,21 +80,27 @@ def first_classify(exemplars: Path, cache: Path) -> float:
     return time.perf_counter() - started
 
 
-def cost(matcher: Matcher, items: list[dict[str, Any]]) -> list[str]:
+def cost(matcher: Matcher, items: list[dict[str, Any]], old: str | None) -> list[str]:
     wrong = errors(matcher, items)[:20]
     with tempfile.TemporaryDirectory(prefix="mlmatch-learn-") as scratch:
         root = Path(scratch)
         by_label: dict[str, list[tuple[str, str]]] = {}
         for number, item in enumerate(wrong, start=1):
-            by_label.setdefault(item["label"], []).append((item["text"], f"dev, row {number}"))
+            by_label.setdefault(item["label"], []).append((item["text"], f"pool, row {number}"))
         write_layer(root / "layer", by_label)
         load_exemplars([root / "layer"]).save(root / "full")
         times = {}
         for name in ("layer", "full"):
             cache = root / f"cache-{name}"
             times[name] = (first_classify(root / name, cache), first_classify(root / name, cache))
+        if old is not None:
+            cache = root / "cache-old"
+            times["old"] = (
+                first_classify(root / "full", cache, old),
+                first_classify(root / "full", cache, old),
+            )
     layer, full = times["layer"], times["full"]
-    return [
+    rows = [
         f"## Cost of {len(wrong)} corrections on the bundled exemplars",
         "",
         "| `mlmatch classify --exemplars X` | first run, empty cache | second run |",
@@ -95,8 +109,14 @@ def cost(matcher: Matcher, items: list[dict[str, Any]]) -> list[str]:
         f"| X = the same exemplars as one full folder (rebuild) | {full[0]:.1f} s "
         f"| {full[1]:.1f} s |",
         f"| layer / full rebuild | {layer[0] / full[0]:.2f}x | |",
-        "",
     ]
+    if "old" in times:
+        rows += [
+            f"| X = the full folder, with mlmatch before layers and per-text vectors ({old}) "
+            f"| {times['old'][0]:.1f} s | {times['old'][1]:.1f} s |",
+            f"| layer / that rebuild | {layer[0] / times['old'][0]:.2f}x | |",
+        ]
+    return [*rows, ""]
 
 
 def half_of(item: dict[str, Any]) -> int:
@@ -129,13 +149,20 @@ def effect(matcher: Matcher, dev: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--old-src",
+        help="the src folder of an older mlmatch (a git worktree) whose full rebuild is timed too",
+    )
+    args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory(prefix="mlmatch-learn-cache-") as cache:
-        matcher = Matcher(cache_dir=cache, calibration=False)
-        dev = load(REAL_DEV)
-        lines = ["# mlmatch learn", "", *cost(matcher, dev)]
+        bundled = Matcher(cache_dir=cache, calibration=False)
+        lines = ["# mlmatch learn", "", *cost(bundled, load(POOL), args.old_src)]
         print("\n".join(lines), flush=True)
-        lines += effect(matcher, dev)
+        written = ExemplarSet.from_directory(default_exemplar_dir(), own_layers=False)
+        base = Matcher(exemplars=written, cache_dir=cache, calibration=False)
+        lines += effect(base, load(REAL_DEV))
     write_result("learn.md", "\n".join(lines))
     return 0
 
