@@ -322,3 +322,15 @@ def test_the_loop_score_report_fill_in_learn_score(learner, tiny_dir, tmp_path):
         labels["robot revenue outlook"] == labels["board revenue outlook numbers"] == "forecasting"
     )
     assert 'class="why"' in page.read_text()  # the review queue explains each row
+
+
+def test_categories_counts_a_layers_exemplars(tiny_dir: Path, tmp_path: Path):
+    layer = _layer(tmp_path / "layer", "robots", ["drone lands on a moving boat"])
+    result = CliRunner().invoke(
+        main, ["categories", "--json", "--exemplars", str(tiny_dir), "--exemplars", str(layer)]
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    counts = {row["id"]: row["exemplars"] for row in json.loads(result.stdout)}
+    assert counts["robots"] == 4 and counts["forecasting"] == 3

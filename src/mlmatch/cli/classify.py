@@ -197,15 +197,15 @@ def _render(result: Classification, top: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option(
     "--exemplars",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Exemplar folder (default: the bundled taxonomy).",
+    type=click.Path(exists=True),
+    multiple=True,
+    help="Exemplar folder (default: the bundled taxonomy), or layers on top; repeatable.",
 )
-def categories(as_json: bool, exemplars: str | None) -> None:
+def categories(as_json: bool, exemplars: tuple[str, ...]) -> None:
     """List the taxonomy: category ids, names, tiers and exemplar counts."""
     from mlmatch.exemplars import load_exemplars
 
-    taxonomy = load_exemplars(exemplars)
+    taxonomy = load_exemplars(list(exemplars) or None)
     counts = taxonomy.counts()
     if as_json:
         rows = [
