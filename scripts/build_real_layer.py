@@ -2,17 +2,16 @@
 
 Run: python scripts/build_real_layer.py     (rewrites the layer; then scripts/build_prepared.py)
 
-The texts are those of the real dev set (data/eval/real/dev.jsonl) and of the exemplar pool
-(data/real-pool/*.jsonl, collected for this from sources apart from the real test set): texts
-people wrote in issue trackers, project-idea lists, forums, package registries, READMEs, product
-pages and job ads, so that the matcher knows how people really write, and in particular the
-ordinary work that only borrows machine learning's words. A text of a source unit (repository or
+The texts are those of the real dev set (data/eval/real/dev.jsonl): texts people wrote in issue
+trackers, project-idea lists, forums, package registries, READMEs, product pages and job ads, so
+that the matcher knows how people really write, and in particular the ordinary work that only
+borrows machine learning's words. (The further texts of data/real-pool were measured as
+exemplars and not kept: docs/accuracy.md.) A text of a source unit (repository or
 site) of the real test set is refused: the test set must stay unseen.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections import defaultdict
@@ -20,26 +19,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "data" / "exemplars" / "layers" / "real"
-SOURCES = [ROOT / "data/eval/real/dev.jsonl", *sorted((ROOT / "data/real-pool").glob("*.jsonl"))]
-
-
-def _units() -> object:
-    spec = importlib.util.spec_from_file_location("units", ROOT / "scripts/build_real_eval.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SOURCES = [ROOT / "data/eval/real/dev.jsonl"]
 
 
 def main() -> int:
     """Write one layer file per category; refuse any text from a test source."""
     sys.path.insert(0, str(ROOT / "src"))
+    from build_real_eval import source_units  # this script's folder is on sys.path
+
     from mlmatch.exemplar_files import write_layer
 
-    units = _units()
     test = set()
     for line in (ROOT / "data/eval/real/test.jsonl").read_text(encoding="utf-8").splitlines():
-        test |= units.source_units(json.loads(line))  # type: ignore[attr-defined]
+        test |= source_units(json.loads(line))
     by_label: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen: set[str] = set()
     for path in SOURCES:
@@ -47,7 +39,7 @@ def main() -> int:
             if not line.strip():
                 continue
             item = json.loads(line)
-            shared = units.source_units(item) & test  # type: ignore[attr-defined]
+            shared = source_units(item) & test
             if shared:
                 raise SystemExit(f"{path}: {item['source']} shares {sorted(shared)} with test")
             key = " ".join(item["text"].lower().split())
