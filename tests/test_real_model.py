@@ -87,10 +87,12 @@ def test_module_level_functions(monkeypatch, real_matcher: Matcher):
 
 
 def test_model_that_does_not_exist_locally_is_explained(tmp_path):
-    with pytest.raises(mlmatch.ModelLoadError, match="could not load the sentence-transformers"):
-        mlmatch.load_encoder("no-such-org/no-such-model-anywhere", backend="torch")
-    with pytest.raises(mlmatch.ModelLoadError, match=r"has no tokenizer\.json"):
-        mlmatch.load_encoder("no-such-org/no-such-model", backend="onnx", cache_dir=tmp_path)
+    # Issue 29, item 13: a name that is no local folder and not in the local hub cache says so
+    # (before, torch said it could not load the model and onnx that it had no tokenizer.json).
+    not_here = r"is not a local folder, and it is not in the local Hugging Face cache"
+    for backend in ("torch", "onnx", "static"):
+        with pytest.raises(mlmatch.ModelLoadError, match=not_here):
+            mlmatch.load_encoder("no-such-org/no-such-model", backend=backend, cache_dir=tmp_path)
     for backend in ("torch", "onnx", "static"):
         with pytest.raises(
             mlmatch.ModelLoadError, match=r"the model folder .*missing does not exist"
