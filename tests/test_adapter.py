@@ -177,3 +177,37 @@ def test_a_model_name_not_in_the_cache_says_nothing_is_downloaded(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
     with pytest.raises(ModelLoadError, match=r"is not a local folder.*never downloads models"):
         resolve_base("sentence-transformers/all-mpnet-base-v2")
+
+
+def test_an_adapter_of_nan_weights_is_refused(tmp_path: Path):
+    weights = _weights((2, 4), (3, 2))
+    weights["auto.encoder.layer.0.dense.A"][0, 0] = np.nan
+    adapter = _write(tmp_path / "ex", safetensors_numpy.save(weights))
+    with pytest.raises(ModelLoadError, match="not finite"):
+        adapter.load_weights()
+
+
+def test_a_model_folder_under_a_dot_cache_path_is_keyed_by_its_files(tmp_path: Path):
+    folder = tmp_path / ".cache" / "models" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights-1")
+    before = content_digest(folder)
+    (folder / "model.safetensors").write_bytes(b"weights-2")
+    assert content_digest(folder) != before
+
+
+def test_a_layer_on_top_does_not_make_the_folders_adapter_stale(tmp_path: Path, caplog):
+    from conftest import write_exemplar_dir
+
+    from mlmatch.adapter import adapter_for
+    from mlmatch.exemplars import load_exemplars
+
+    folder = write_exemplar_dir(tmp_path / "ex")
+    own = load_exemplars(folder)
+    _write(folder, b"w", exemplars_hash=own.content_hash)
+    layer = tmp_path / "layer.yaml"
+    layer.write_text("id: robots\nexemplars: [drone lands on a moving boat]\n")
+    layered = load_exemplars([folder, layer])
+    with caplog.at_level("WARNING"):
+        adapter_for(layered.source, layered.base_hash)
+    assert "tuned on other exemplars" not in caplog.text

@@ -18,6 +18,7 @@ import mlmatch.cli.app
 import mlmatch.learning
 from mlmatch import ExemplarError, Matcher
 from mlmatch.cli import main
+from mlmatch.exemplar_files import read_layer, write_layer
 from mlmatch.exemplars import ExemplarSet, load_exemplars
 from mlmatch.sklearn import ExemplarClassifier
 
@@ -183,8 +184,14 @@ def test_learn_writes_the_layer_and_the_corrections_get_their_labels(learner, ti
     assert "added 0 exemplar(s)" in again.stderr
 
 
+def _learned(folder: Path, category: str, texts: list[str]) -> Path:
+    """A layer folder as mlmatch learn writes it."""
+    write_layer(folder, {category: [(text, "") for text in texts]})
+    return folder
+
+
 def test_learn_refuses_bad_rows_and_writes_nothing(learner, tiny_dir, tmp_path):
-    layer = _layer(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
+    layer = _learned(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
     before = {p.name: p.read_bytes() for p in layer.iterdir()}
     source = _corrections(
         tmp_path / "bad.csv",
@@ -224,7 +231,7 @@ def test_learn_reports_a_conflict_with_the_exemplars_it_clashes_with(learner, ti
 
 
 def test_a_failed_write_leaves_the_layer_as_it_was(learner, tiny_dir, tmp_path, monkeypatch):
-    layer = _layer(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
+    layer = _learned(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
     before = {p.name: p.read_bytes() for p in layer.iterdir()}
     real = mlmatch.learning.write_layer
 
@@ -334,3 +341,104 @@ def test_categories_counts_a_layers_exemplars(tiny_dir: Path, tmp_path: Path):
 
     counts = {row["id"]: row["exemplars"] for row in json.loads(result.stdout)}
     assert counts["robots"] == 4 and counts["forecasting"] == 3
+
+
+# ----------------------------------------------------------------------------- found in review
+
+
+def test_learn_refuses_a_folder_holding_files_it_did_not_write(learner, tiny_dir, tmp_path):
+    layer = _layer(tmp_path / "layer", "robots", ["robot vacuum maps the flat"])
+    (layer / "README.md").write_text("notes")
+    source = _corrections(tmp_path / "c.csv", [("robot revenue outlook", "forecasting")])
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(layer), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 2
+    assert "holds files mlmatch learn did not write (README.md, robots.yaml)" in result.stderr
+    assert (layer / "README.md").read_text() == "notes"
+
+
+def test_a_text_corrected_again_keeps_only_its_latest_label(learner, tiny_dir, tmp_path):
+    layer = tmp_path / "layer"
+    args = ["--into", str(layer), "--exemplars", str(tiny_dir)]
+    first = _corrections(tmp_path / "a.csv", [("quadcopter drone swarm inspection", "robots")])
+    assert learner.invoke(main, ["learn", str(first), *args]).exit_code == 0
+    second = _corrections(
+        tmp_path / "b.csv", [("quadcopter drone swarm inspection", "forecasting")]
+    )
+    assert learner.invoke(main, ["learn", str(second), *args]).exit_code == 0
+    entries = [entry[:2] for entry in read_layer(layer)]
+    assert entries == [("quadcopter drone swarm inspection", "forecasting")]
+
+
+def test_learn_takes_off_the_apostrophe_report_put_before_a_formula_like_text(
+    learner, tiny_dir, tmp_path
+):
+    source = tmp_path / "c.csv"
+    source.write_text("row,text,correct_label\n1,'- robot arm picking parcels,robots\n")
+    layer = tmp_path / "layer"
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(layer), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [entry[0] for entry in read_layer(layer)] == ["- robot arm picking parcels"]
+
+
+def test_a_correction_that_is_not_english_stops_learn_before_writing(learner, tiny_dir, tmp_path):
+    source = _corrections(
+        tmp_path / "c.csv",
+        [
+            ("robot revenue outlook", "forecasting"),
+            ("Wir möchten die Verkaufszahlen der Filialen vorhersagen", "forecasting"),
+        ],
+    )
+    result = learner.invoke(
+        main, ["learn", str(source), "--into", str(tmp_path / "l"), "--exemplars", str(tiny_dir)]
+    )
+    assert result.exit_code == 2
+    assert "c.csv, row 2: the text looks like German" in result.stderr
+    assert not (tmp_path / "l").exists()
+
+
+def test_with_exemplars_drops_a_calibration_fitted_for_other_exemplars(tiny_dir, tmp_path):
+    from test_calibration import LABELS, TEXTS
+
+    matcher = Matcher(exemplars=tiny_dir, encoder=FakeEncoder(), cache_dir=tmp_path / "c")
+    fitted = matcher.calibrate(TEXTS, LABELS)
+    calibrated = matcher.with_calibration(fitted)
+    taught = calibrated.with_exemplars(["robot revenue outlook"], ["forecasting"])
+    assert taught.config.calibration is True and taught.calibrator is not fitted.calibrator
+
+
+def test_a_later_layer_that_does_not_exist_is_named(tiny_dir: Path, tmp_path: Path):
+    with pytest.raises(ExemplarError, match=r"exemplar layer .*my-exemplar does not exist"):
+        load_exemplars([tiny_dir, tmp_path / "my-exemplar"])
+
+
+def test_a_layer_that_relabels_many_rows_is_no_small_layer(tiny_set: ExemplarSet):
+    moved = tiny_set.extended(list(tiny_set.texts[:2]), ["none"] * 2)
+    assert moved.layered == 2 and len(moved) == len(tiny_set)
+    assert moved.subset(range(len(moved))).base == ""  # a subset is no layer on the base
+
+
+def test_report_corrections_asks_for_the_text_columns_when_several_hold_text(tmp_path: Path):
+    scored = tmp_path / "s.csv"
+    scored.write_text(
+        "id,title,mlmatch_label,mlmatch_category,mlmatch_tier,mlmatch_closest,mlmatch_score,"
+        "mlmatch_runner_up,mlmatch_verdict,mlmatch_explanation,mlmatch_error\n"
+        "P1,robot arm,robots,Robots,progress,robots,0.9,none,v,e,\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(scored),
+            "-o",
+            str(tmp_path / "p.html"),
+            "--corrections",
+            str(tmp_path / "fix.csv"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--corrections needs the text columns named" in result.stderr
+    assert not (tmp_path / "fix.csv").exists()

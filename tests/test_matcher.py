@@ -242,3 +242,19 @@ def test_raw_scores_agree_with_classifications(matcher: Matcher):
         assert [m.score for m in result.matches] == pytest.approx(
             [by_id[m.category.id] for m in result.matches], abs=1e-6
         )
+
+
+def test_the_fingerprint_covers_the_advice_and_the_groups(tmp_path):
+    """Issue 25 review: matchers whose answers differ only in tier advice must differ."""
+    from conftest import TIERS_YAML, FakeEncoder, write_exemplar_dir
+
+    from mlmatch import Matcher
+
+    plain = write_exemplar_dir(tmp_path / "a")
+    advised = write_exemplar_dir(
+        tmp_path / "b", tiers=TIERS_YAML.replace("Use modern methods.", "Try it.")
+    )
+    one = Matcher(exemplars=plain, encoder=FakeEncoder(), use_cache=False)
+    other = Matcher(exemplars=advised, encoder=FakeEncoder(), use_cache=False)
+    assert one.exemplars.content_hash == other.exemplars.content_hash
+    assert one.fingerprint() != other.fingerprint()

@@ -284,3 +284,34 @@ def test_many_small_packs_are_merged(tmp_path: Path):
     reread = TextVectors(store, "m")
     reread.embed([f"text number {i}" for i in range(12)], encoder.encode)
     assert reread.encoded == 0
+
+
+def test_a_builds_own_error_is_raised_as_it_is_and_the_store_stays_writable(tmp_path: Path):
+    calls: list[Path] = []
+
+    def broken(folder: Path) -> dict:
+        calls.append(folder)
+        raise OSError("Error no file named model.safetensors found in the model folder")
+
+    store = ArtifactStore(tmp_path / "cache")
+    with pytest.raises(OSError, match=r"no file named model\.safetensors"):
+        store.folder("onnx", "k", broken)
+    assert len(calls) == 1 and store.writable  # not retried in a scratch folder, not "full"
+
+
+def test_an_entry_another_process_installed_meanwhile_is_kept(tmp_path: Path):
+    cache = tmp_path / "cache"
+
+    def ours(folder: Path) -> dict:
+        (folder / "data").write_text("ours")
+        # Meanwhile another process builds and installs the same entry.
+        ArtifactStore(cache).folder("onnx", "k", theirs)
+        return {"who": "ours"}
+
+    def theirs(folder: Path) -> dict:
+        (folder / "data").write_text("theirs")
+        return {"who": "theirs"}
+
+    path, meta = ArtifactStore(cache).folder("onnx", "k", ours)
+    assert meta == {"who": "theirs"} and (path / "data").read_text() == "theirs"
+    assert [p.name for p in (cache / "onnx").iterdir()] == ["k"]  # no staging left behind

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlmatch.encoders.hf import load_sentence_model
 from mlmatch.errors import ModelLoadError
 from mlmatch.extras import require
@@ -108,6 +110,9 @@ class Adapter:
         bad = [name for name, a in arrays.items() if a.ndim != 2 or a.dtype.kind != "f"]
         if bad:
             raise self._broken(f"holds {bad[0]!r}, which is not a matrix of floats")
+        odd = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+        if odd:
+            raise self._broken(f"holds {odd[0]!r}, which is not finite (NaN or infinity)")
         return {name: array.astype("float32") for name, array in arrays.items()}
 
     def _broken(self, why: str) -> ModelLoadError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from mlmatch.exemplars import ExemplarSet
 from mlmatch.index import ExemplarIndex, head_key, scoring_id
 from mlmatch.pipeline.scoring import Aggregation
 from mlmatch.store import ArtifactStore, artifact_key
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MatcherParts",
@@ -75,7 +78,8 @@ def build_parts(config: MatcherConfig, encoder: Encoder | None = None) -> Matche
     store = ArtifactStore.open(config.cache_dir, enabled=config.use_cache)
     adapter = None
     if encoder is None:
-        adapter = adapter_for(exemplars.source, exemplars.content_hash) if config.adapter else None
+        # An adapter is tuned on its folder's own set: layers on top do not make it stale.
+        adapter = adapter_for(exemplars.source, exemplars.base_hash) if config.adapter else None
         backend = parse_backend(config.backend)
         spec = EncoderSpec(config.model, backend, config.device, config.threads, adapter)
         check_extras_ahead(spec, config, exemplars, store)
@@ -94,6 +98,14 @@ def with_exemplars(parts: MatcherParts, exemplars: ExemplarSet) -> MatcherParts:
     Texts embedded before come from the store, and a head warm-starts from the base set's.
     """
     config = parts.config.replace(exemplars=exemplars)
+    if isinstance(config.calibration, Calibration):
+        # A calibration holds for the exemplars it was fitted on, never for others: these get
+        # their own, cross-fitted (or, for a small layer, the base set's).
+        logger.warning(
+            "the given calibration was fitted for other exemplars; these use their own "
+            "(fit one for them with mlmatch calibrate)"
+        )
+        config = config.replace(calibration=True)
     store = parts.store or ArtifactStore(None)
     index = ExemplarIndex.build(
         exemplars, parts.encoder, config, batch_size=parts.batch_size, store=store

@@ -31,12 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlmatch.errors import ExemplarError
 from mlmatch.files import write_atomically
+from mlmatch.labels import NONE_LABEL
 from mlmatch.models import Category, Tier
 from mlmatch.yamlfiles import read_yaml
 
 __all__ = [
     "CONTEXT_FILE",
     "LAYERS_FOLDER",
+    "LAYER_HEADER",
     "TIERS_FILE",
     "CategoryFile",
     "ContextFile",
@@ -44,8 +46,10 @@ __all__ = [
     "LayerEntry",
     "TierInfo",
     "TiersFile",
+    "check_cross_file_duplicates",
     "default_exemplar_dir",
     "is_layer",
+    "read_categories",
     "read_layer",
     "snippet",
     "text_key",
@@ -56,6 +60,8 @@ __all__ = [
 TIERS_FILE = "tiers.yaml"
 CONTEXT_FILE = "context.yaml"
 LAYERS_FOLDER = "layers"
+# The first line of every layer file mlmatch writes.
+LAYER_HEADER = "# mlmatch layer"
 _ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
@@ -333,6 +339,53 @@ def write_folder(
 
 def _write_text(path: Path, text: str) -> None:
     write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def read_categories(
+    files: list[Path],
+) -> tuple[list[Category], list[str], list[str], list[str], dict[str, Path]]:
+    """The categories of a folder's files, and every exemplar with its label and group."""
+    categories: list[Category] = []
+    texts: list[str] = []
+    labels: list[str] = []
+    groups: list[str] = []
+    defined_in: dict[str, Path] = {}
+    for file in files:
+        entry = read_yaml(CategoryFile, file)
+        if entry.id in defined_in:
+            raise ExemplarError(
+                f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
+            )
+        if (entry.id == NONE_LABEL) != (entry.tier == NONE_LABEL):
+            raise ExemplarError(
+                f"{file}: only the category with id 'none' may (and must) have tier 'none'"
+            )
+        defined_in[entry.id] = file
+        if isinstance(entry.tier, Tier):
+            categories.append(
+                Category(
+                    id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
+                )
+            )
+        for text, group in entry.entries():
+            texts.append(text)
+            labels.append(entry.id)
+            groups.append(group)
+    return categories, texts, labels, groups, defined_in
+
+
+def check_cross_file_duplicates(
+    texts: list[str], labels: list[str], files: dict[str, Path]
+) -> None:
+    """An ExemplarError when one text is an exemplar of two categories' files."""
+    seen: dict[str, str] = {}
+    for text, label in zip(texts, labels, strict=True):
+        key = text_key(text)
+        if key in seen and seen[key] != label:
+            raise ExemplarError(
+                f"{files[label]}: exemplar {snippet(text)!r} also appears in {files[seen[key]]}"
+            )
+        seen[key] = label
 
 
 def text_key(text: str) -> str:

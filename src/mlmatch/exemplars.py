@@ -18,9 +18,8 @@ abstention is explained by the group of the nearest counter-examples::
         exemplars:
           - Add pagination to the orders API
 
-A file whose ``tier`` is ``none`` (conventionally ``none.yaml``) holds counter-examples. An
-optional ``context.yaml`` holds neutral sentences (``before`` and ``after``) that wrap exemplars
-in training. Every problem is an :class:`~mlmatch.errors.ExemplarError` naming file and entry.
+``none.yaml`` (tier ``none``) holds counter-examples; an optional ``context.yaml`` neutral
+sentences. Every problem is an :class:`~mlmatch.errors.ExemplarError` naming file and entry.
 
 *Layers* extend a set without copying it (:meth:`ExemplarSet.extended`, and layer folders or
 files: see :mod:`mlmatch.exemplar_files`): new exemplars for existing categories, new
@@ -38,6 +37,7 @@ import difflib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,14 +47,14 @@ from mlmatch.exemplar_files import (
     CONTEXT_FILE,
     LAYERS_FOLDER,
     TIERS_FILE,
-    CategoryFile,
     ContextPool,
     TierInfo,
     TiersFile,
+    check_cross_file_duplicates,
     default_exemplar_dir,
     is_layer,
+    read_categories,
     read_layer,
-    snippet,
     text_key,
     write_folder,
 )
@@ -86,7 +86,8 @@ class ExemplarSet:
     exemplar has one) and ``context`` the sentences that wrap exemplars in training.
     ``provenance[i]`` says where an exemplar came from when that was recorded ("" otherwise;
     empty when nothing was), ``layers`` names the layers added on top of the set read from its
-    folder, and ``base`` and ``base_size`` are the content hash and size of the set before them.
+    folder, ``base`` and ``base_size`` are the content hash and size of the set before them, and
+    ``layered`` counts the rows they added or moved to another label.
     """
 
     categories: tuple[Category, ...]
@@ -100,6 +101,7 @@ class ExemplarSet:
     layers: tuple[str, ...] = ()
     base: str = ""
     base_size: int = 0
+    layered: int = 0
     _by_id: dict[str, Category] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -176,8 +178,8 @@ class ExemplarSet:
         if not files:
             raise ExemplarError(f"{folder} holds no category files (*.yaml)")
 
-        categories, texts, labels, groups, defined_in = _read_categories(files)
-        _check_cross_file_duplicates(texts, labels, defined_in)
+        categories, texts, labels, groups, defined_in = read_categories(files)
+        check_cross_file_duplicates(texts, labels, defined_in)
         context_path = folder / CONTEXT_FILE
         context = (
             ContextPool.from_file(context_path) if os.path.lexists(context_path) else ContextPool()
@@ -214,7 +216,7 @@ class ExemplarSet:
                 sources=[e[2] for e in entries],
                 layer=str(layer),
             )
-        return replace(extended, layers=(), base="", base_size=0)
+        return replace(extended, layers=(), base="", base_size=0, layered=0)
 
     def subset(self, indices: Sequence[int]) -> ExemplarSet:
         """The same taxonomy with only the exemplars at ``indices`` (in that order)."""
@@ -225,6 +227,9 @@ class ExemplarSet:
             labels=tuple(self.labels[i] for i in picked),
             reads_like=tuple(self.reads_like[i] for i in picked) if self.reads_like else (),
             provenance=tuple(self.provenance[i] for i in picked) if self.provenance else (),
+            base="",  # a subset is a set of its own, not a layer on this one's base
+            base_size=0,
+            layered=0,
         )
 
     def extended(
@@ -260,6 +265,7 @@ class ExemplarSet:
             )
         )
         where = {text_key(text): i for i, (text, *_) in enumerate(rows)}
+        changed = 0
         for text, label, source in zip(added, labels, given, strict=True):
             at = where.get(text_key(text))
             if at is not None and rows[at][1] == label:
@@ -268,6 +274,7 @@ class ExemplarSet:
                 rows[at] = ("", "", "", "")  # relabelled: the old entry goes
             where[text_key(text)] = len(rows)
             rows.append((text, label, "", source or layer))
+            changed += 1
         kept = [row for row in rows if row[0]]
         return replace(
             self,
@@ -278,17 +285,25 @@ class ExemplarSet:
             layers=(*self.layers, layer),
             base=self.base_hash,
             base_size=self.base_size or len(self),
+            layered=self.layered + changed,
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Write the set as a full exemplar folder (new or empty) that loads back as it is.
+        """Write the set as a full exemplar folder (new or empty), checked by loading it back.
 
-        The folder holds the taxonomy, every exemplar (layers included) and the context pool.
+        It loads back with the same exemplars, labels, groups and context pool; provenance and
+        the order of the exemplars are not kept (so neither is the content hash).
         """
+        target = Path(folder)
         groups = self.reads_like or ("",) * len(self)
         rows = list(zip(self.texts, self.labels, groups, strict=True))
-        write_folder(Path(folder), self.tiers, self.categories, rows, self.context)
-        return Path(folder)
+        write_folder(target, self.tiers, self.categories, rows, self.context)
+        try:
+            ExemplarSet.from_directory(target)
+        except ExemplarError as error:
+            shutil.rmtree(target, ignore_errors=True)
+            raise ExemplarError(f"this set cannot be saved as a folder: {error}") from None
+        return target
 
     def category(self, category_id: str) -> Category:
         """Return the category with this id."""
@@ -363,6 +378,8 @@ def load_exemplars(path: str | Path | Sequence[str | Path] | None = None) -> Exe
     else:
         base, layers = ExemplarSet.from_directory(first or default_exemplar_dir()), paths[1:]
     for layer in layers:
+        if layer is not None and not Path(layer).exists():
+            raise ExemplarError(f"exemplar layer {layer} does not exist")
         if layer is None or not is_layer(Path(layer)):
             raise ExemplarError(
                 f"{layer} is a full exemplar folder (it has {TIERS_FILE}); only the first "
@@ -394,49 +411,3 @@ def _check_layer(texts: list[str], labels: list[str], known: set[str], layer: st
             raise ExemplarError(f"{layer}: exemplar {index + 1} ({label}) is empty")
         cleaned.append(text)
     return cleaned
-
-
-def _read_categories(
-    files: list[Path],
-) -> tuple[list[Category], list[str], list[str], list[str], dict[str, Path]]:
-    """The categories of a folder's files, and every exemplar with its label and group."""
-    categories: list[Category] = []
-    texts: list[str] = []
-    labels: list[str] = []
-    groups: list[str] = []
-    defined_in: dict[str, Path] = {}
-    for file in files:
-        entry = read_yaml(CategoryFile, file)
-        if entry.id in defined_in:
-            raise ExemplarError(
-                f"{file}: category id {entry.id!r} is already defined in {defined_in[entry.id]}"
-            )
-        if (entry.id == NONE_LABEL) != (entry.tier == NONE_LABEL):
-            raise ExemplarError(
-                f"{file}: only the category with id 'none' may (and must) have tier 'none'"
-            )
-        defined_in[entry.id] = file
-        if isinstance(entry.tier, Tier):
-            categories.append(
-                Category(
-                    id=entry.id, name=entry.name, tier=entry.tier, description=entry.description
-                )
-            )
-        for text, group in entry.entries():
-            texts.append(text)
-            labels.append(entry.id)
-            groups.append(group)
-    return categories, texts, labels, groups, defined_in
-
-
-def _check_cross_file_duplicates(
-    texts: list[str], labels: list[str], files: dict[str, Path]
-) -> None:
-    seen: dict[str, str] = {}
-    for text, label in zip(texts, labels, strict=True):
-        key = text_key(text)
-        if key in seen and seen[key] != label:
-            raise ExemplarError(
-                f"{files[label]}: exemplar {snippet(text)!r} also appears in {files[seen[key]]}"
-            )
-        seen[key] = label

@@ -156,8 +156,8 @@ class ExemplarIndex:
 
     def _small_layer(self) -> bool:
         """Whether the exemplars are a base set plus layers of at most LAYER_SHARE of its size."""
-        base = self.exemplars.base_size
-        return bool(self.exemplars.base) and len(self.exemplars) - base <= LAYER_SHARE * base
+        exemplars = self.exemplars
+        return bool(exemplars.base) and exemplars.layered <= LAYER_SHARE * exemplars.base_size
 
     def _fit(self, model_id: str, store: ArtifactStore) -> None:
         scorer = self.scorer

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from mlmatch.errors import DataFileError, ExemplarError
-from mlmatch.exemplar_files import TIERS_FILE, read_layer, snippet, text_key, write_layer
+from mlmatch.exemplar_files import (
+    LAYER_HEADER,
+    TIERS_FILE,
+    read_layer,
+    snippet,
+    text_key,
+    write_layer,
+)
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
 from mlmatch.io.formats import detect_format
-from mlmatch.io.rows import PREFIX, find_columns, join_cells
+from mlmatch.io.rows import PREFIX, find_columns, join_cells, uninert
 from mlmatch.io.tables import open_reader
 from mlmatch.matcher import Matcher
 
@@ -113,8 +121,9 @@ def read_corrections(
         if not columns:
             raise DataFileError(f"{path} has no text column; name it with -t")
         positions = find_columns(reader.columns, [*columns, label_column], path)
+        # The corrections file of mlmatch report made formula-like cells inert: undo that.
         rows = [
-            [reader.value(record, p) for p in positions]
+            [uninert(reader.value(record, p)) for p in positions]
             for chunk in reader.chunks(4096)
             for record in chunk
         ]
@@ -175,11 +184,8 @@ def learn(
     folder exists). Returns what was added, skipped and in conflict, and how many corrections the
     matcher answers right before and after.
     """
-    if into.exists() and (not into.is_dir() or (into / TIERS_FILE).exists()):
-        raise ExemplarError(
-            f"--into {into} is not a layer folder (it is a file, or a full exemplar folder with "
-            f"{TIERS_FILE}); name a new folder, or one that mlmatch learn wrote"
-        )
+    check_layer_folder(into)
+    _check_texts(matcher, corrections)
     report = LearnReport(layer=into)
     fresh = _new_corrections(matcher.exemplars, corrections, report)
     report.conflicts = _conflicts(matcher, fresh)
@@ -247,6 +253,21 @@ def _reload(exemplars: ExemplarSet, into: Path, fresh: Sequence[Correction]) -> 
     return load_exemplars([base, *others, into])
 
 
+def _check_texts(matcher: Matcher, corrections: Sequence[Correction]) -> None:
+    """Refuse, before anything is written, corrections the matcher cannot read (not English…)."""
+    problems = []
+    for correction in corrections:
+        try:
+            matcher.check_text(correction.text, what="the text")
+        except (TypeError, ValueError) as error:
+            problems.append(f"{correction.source}: {error}")
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; …" if len(problems) > 5 else "")
+        raise DataFileError(
+            f"{len(problems)} correction(s) cannot be learned, so nothing was written: {shown}"
+        )
+
+
 def _right(matcher: Matcher, corrections: Sequence[Correction], texts: list[str]) -> int:
     if not texts:
         return 0
@@ -257,23 +278,57 @@ def _right(matcher: Matcher, corrections: Sequence[Correction], texts: list[str]
 
 
 def _write(into: Path, corrections: Sequence[Correction]) -> None:
-    """The layer as it was plus ``corrections``, written beside it and swapped in whole."""
+    """The layer as it was plus ``corrections``, written beside it and swapped in whole.
+
+    A text corrected again leaves its earlier label: the later correction is the one kept.
+    """
     by_label: dict[str, list[tuple[str, str]]] = {}
     for text, label, source in read_layer(into) if into.exists() else []:
         by_label.setdefault(label, []).append((text, source))
     for correction in corrections:
+        key = text_key(correction.text)
+        for label, items in by_label.items():
+            by_label[label] = [item for item in items if text_key(item[0]) != key]
         by_label.setdefault(correction.label, []).append((correction.text, correction.source))
-    staging = into.with_name(f".{into.name}.learning")
-    retired = into.with_name(f".{into.name}.old")
-    shutil.rmtree(staging, ignore_errors=True)
+    into.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=into.parent, prefix=f".{into.name}.learning-"))
+    retired = staging.with_name(staging.name + ".old")
     try:
-        write_layer(staging, by_label)
+        write_layer(staging / "layer", {k: v for k, v in by_label.items() if v})
+        (staging / "layer").chmod(0o755)  # mkdtemp's folders are private
         if into.exists():
             os.replace(into, retired)
-        os.replace(staging, into)
+        os.replace(staging / "layer", into)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def check_layer_folder(into: Path) -> None:
+    """Refuse an ``--into`` that is not a layer folder ``learn`` alone writes.
+
+    ``learn`` rewrites the folder whole, so a file it did not write (notes, a hand-made layer
+    file) would be lost: such a folder is refused, naming the files.
+    """
+    if not into.exists():
+        return
+    if not into.is_dir() or (into / TIERS_FILE).exists():
+        raise ExemplarError(
+            f"--into {into} is not a layer folder (it is a file, or a full exemplar folder with "
+            f"{TIERS_FILE}); name a new folder, or one that mlmatch learn wrote"
+        )
+    foreign = sorted(
+        p.name
+        for p in into.iterdir()
+        if p.suffix not in (".yaml", ".yml")
+        or not p.read_text(encoding="utf-8", errors="replace").startswith(LAYER_HEADER)
+    )
+    if foreign:
+        raise ExemplarError(
+            f"--into {into} holds files mlmatch learn did not write ({', '.join(foreign[:5])}); "
+            "learn rewrites its folder whole, so give it a folder of its own and pass the other "
+            "files as another --exemplars"
+        )
 
 
 def describe_conflict(conflict: Conflict) -> str:

@@ -297,9 +297,17 @@ class Matcher:
         import json
 
         calibrator = self.calibrator
+        exemplars = self.exemplars
         parts = {
             "model": self.encoder.model_id,
-            "exemplars": self.exemplars.content_hash,
+            "exemplars": exemplars.content_hash,
+            # What the answers say beyond the scores: tiers and their advice, the groups that
+            # explain an abstention.
+            "taxonomy": [
+                [t.model_dump(mode="json") for t in exemplars.tiers],
+                [c.model_dump(mode="json") for c in exemplars.categories],
+                list(exemplars.reads_like),
+            ],
             "scoring": self.scoring_id,
             "threshold": self.threshold,
             "calibration": (

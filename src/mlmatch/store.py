@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -259,45 +260,91 @@ class ArtifactStore:
             try:
                 return self._build_and_install(kind, target, build)
             except OSError as error:
+                if not _storage_error(error):
+                    raise  # the build's own failure (a broken model folder), not the store's
                 self.mark_unwritable(error)
         return self._build_in_scratch(kind, key, build)
 
     def _build_and_install(
         self, kind: str, target: Path, build: Callable[[Path], Mapping[str, Any]]
     ) -> tuple[Path, dict[str, Any]]:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        retired = staging.with_name(staging.name + ".old")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        except OSError as error:
+            raise _StorageError(error) from error
         try:
             meta = _build_folder(staging / "entry", kind, build)
             (staging / "entry").chmod(0o755)  # mkdtemp's folders are private
-            if target.exists() or target.is_symlink():
-                os.replace(target, retired)  # a damaged entry; a folder cannot replace a folder
-            with contextlib.suppress(OSError):  # another process installed the same entry
-                os.replace(staging / "entry", target)
-            return target, meta
+            return _install(kind, staging, target, meta)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
 
     def _build_in_scratch(
         self, kind: str, key: str, build: Callable[[Path], Mapping[str, Any]]
     ) -> tuple[Path, dict[str, Any]]:
         try:
             scratch = Path(tempfile.mkdtemp(prefix=f"mlmatch-{kind}-"))
-            atexit.register(shutil.rmtree, scratch, True)
+        except OSError as error:
+            raise self._no_room(kind, error) from None
+        atexit.register(shutil.rmtree, scratch, True)
+        try:
             return scratch / key, _build_folder(scratch / key, kind, build)
         except OSError as error:
-            raise CacheError(
-                f"cannot build the {kind} entry: neither the cache folder {self.directory} nor "
-                f"{tempfile.gettempdir()} can be written ({error.strerror or error}); free some "
-                f"space, or set {CACHE_ENV} to a folder with room"
-            ) from None
+            if not _storage_error(error):
+                raise  # the build's own failure (a broken model folder), not a full disk
+            raise self._no_room(kind, error) from None
+
+    def _no_room(self, kind: str, error: OSError) -> CacheError:
+        return CacheError(
+            f"cannot build the {kind} entry: neither the cache folder {self.directory} nor "
+            f"{tempfile.gettempdir()} can be written ({error.strerror or error}); free some "
+            f"space, or set {CACHE_ENV} to a folder with room"
+        )
 
     def mark_unwritable(self, error: OSError) -> None:
         """Stop writing to this store (it failed with ``error``): warn once, keep in memory."""
         self.writable = False
         warn_unwritable(self.directory or Path("."), error)
+
+
+class _StorageError(OSError):
+    """The store's own folder could not be prepared (a file, a dangling link, read-only)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+
+
+# Errors of writing itself: a build that fails with one of these is retried in a scratch folder.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _storage_error(error: OSError) -> bool:
+    return isinstance(error, _StorageError) or error.errno in _STORAGE_ERRNOS
+
+
+def _install(
+    kind: str, staging: Path, target: Path, meta: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """Move ``staging/entry`` to ``target``, unless another process installed a sound one first.
+
+    A damaged entry at ``target`` is moved aside (a folder cannot replace a folder); a sound one,
+    installed meanwhile by a process that built the same entry, is kept and ours dropped.
+    """
+    for attempt in range(3):
+        if target.exists() or target.is_symlink():
+            theirs, problem = read_manifest(target, kind)
+            if problem is None:
+                return target, theirs
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(target, staging / f"retired-{attempt}")
+        try:
+            os.replace(staging / "entry", target)
+            return target, meta
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise  # not a race with another process
+    raise CacheError(f"could not install {target}: other processes kept replacing it; try again")
 
 
 def _build_folder(

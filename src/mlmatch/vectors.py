@@ -57,9 +57,11 @@ class TextVectors:
         if missing:
             logger.info("embedding %d text(s) with %s", len(missing), self.model_id)
             vectors = np.asarray(encode(list(missing.values())), dtype=np.float32)
-            if vectors.shape[0] != len(missing) or not np.isfinite(vectors).all():
+            finite = int(np.isfinite(vectors).all(axis=1).sum()) if vectors.ndim == 2 else 0
+            if vectors.shape[0] != len(missing) or finite != len(missing):
                 raise ValueError(
-                    f"the encoder returned {vectors.shape[0]} usable rows for {len(missing)} texts"
+                    f"the model {self.model_id} returned {vectors.shape[0]} embeddings, "
+                    f"{finite} of them finite, for {len(missing)} texts; the model is broken"
                 )
             self.encoded += len(missing)
             self._known.update(zip(missing, vectors, strict=True))

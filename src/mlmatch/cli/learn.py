@@ -80,10 +80,11 @@ def learn(
     """
     from mlmatch.exemplars import load_exemplars
     from mlmatch.extras import require
+    from mlmatch.learning import check_layer_folder, read_corrections
     from mlmatch.learning import learn as run_learning
-    from mlmatch.learning import read_corrections
 
     folder = Path(into)
+    check_layer_folder(folder)
     stack = [*_given(config), *([str(folder)] if folder.exists() else [])]
     known = load_exemplars(stack or None).category_ids
     corrections, pending = read_corrections(
@@ -92,7 +93,7 @@ def learn(
     if not dry_run:
         require("sklearn", "sklearn", purpose="refitting the head on the new exemplars")
     matcher = app.build_matcher(config.replace(exemplars=stack or None))
-    before = _accuracy(matcher, check_path, check_text, check_label, input_format)
+    before = _accuracy(matcher, check_path, check_text, check_label)
     with app.steps_on_stderr():
         report = run_learning(
             matcher, corrections, folder, skip_conflicts=skip_conflicts, dry_run=dry_run
@@ -100,7 +101,7 @@ def learn(
     report.pending = pending
     _say(report, corrections_path, len(corrections), dry_run)
     if check_path is not None and report.matcher is not None:
-        after = _accuracy(report.matcher, check_path, check_text, check_label, input_format)
+        after = _accuracy(report.matcher, check_path, check_text, check_label)
         click.echo(f"mlmatch: {check_path}: top-1 {before:.3f} -> {after:.3f}", err=True)
 
 
@@ -115,15 +116,13 @@ def _given(config: MatcherConfig) -> list[str]:
     raise click.UsageError("learn takes exemplar folders or layers, not a loaded set")
 
 
-def _accuracy(
-    matcher: Matcher, path: str | None, text: str, label: str, input_format: str | None
-) -> float:
+def _accuracy(matcher: Matcher, path: str | None, text: str, label: str) -> float:
     if path is None:
         return float("nan")
     from mlmatch.cli.evaluate import check_labels, read_labelled
     from mlmatch.evaluation import evaluate
 
-    texts, labels, rows = read_labelled(path, text, label, input_format)
+    texts, labels, rows = read_labelled(path, text, label, None)
     check_labels(labels, rows, matcher.exemplars.category_ids, path)
     return evaluate(texts, labels, matcher).accuracy
 

@@ -165,7 +165,8 @@ def content_digest(folder: Path) -> str:
     them is read again.
     """
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+    files = (p for p in folder.rglob("*") if p.is_file())
+    for file in sorted(p for p in files if ".cache" not in p.relative_to(folder).parts):
         digest.update(f"{file.relative_to(folder)}\0{_file_digest(file)}\n".encode())
     return digest.hexdigest()[:16]
 

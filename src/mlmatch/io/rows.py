@@ -50,6 +50,7 @@ __all__ = [
     "refuse_added_columns",
     "score_records",
     "text_columns_of",
+    "uninert",
 ]
 
 PREFIX = "mlmatch_"
@@ -254,6 +255,13 @@ def inert(value: Any) -> Any:
     """A cell mlmatch writes, with an apostrophe before a start a spreadsheet runs as a formula."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
+    return value
+
+
+def uninert(value: Any) -> Any:
+    """A cell :func:`inert` wrote, as it was before (its apostrophe taken off)."""
+    if isinstance(value, str) and value[:1] == "'" and value[1:2] and value[1] in _FORMULA_START:
+        return value[1:]
     return value
 
 

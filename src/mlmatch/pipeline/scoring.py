@@ -184,16 +184,26 @@ class Scorer:
         model: Any = linear_model.LogisticRegression(C=self.linear_c, max_iter=2000)
         shape = (self._n_classes, self._embeddings.shape[1])
         if warm_start is not None and warm_start["coef"].shape == shape:
-            # sklearn starts lbfgs from coef_ and intercept_ when warm_start is set.
+            # sklearn starts lbfgs from coef_ and intercept_ when warm_start is set; with two
+            # classes it keeps one row, the second class's logit minus the first's.
+            start, bias = warm_start["coef"][present], warm_start["intercept"][present]
+            if present.size == 2:
+                start, bias = start[1:] - start[:1], bias[1:] - bias[:1]
             model.set_params(warm_start=True)
-            model.coef_ = np.asarray(warm_start["coef"][present], dtype=np.float64)
-            model.intercept_ = np.asarray(warm_start["intercept"][present], dtype=np.float64)
+            model.coef_ = np.asarray(start, dtype=np.float64)
+            model.intercept_ = np.asarray(bias, dtype=np.float64)
         model.fit(self._embeddings, self._labels)
+        weights, biases = np.asarray(model.coef_), np.asarray(model.intercept_)
+        if len(model.classes_) == 2:
+            # One row for two classes: split it into two rows whose difference it is, so the
+            # softmax over the two gives sklearn's probabilities.
+            weights = np.vstack([-weights / 2, weights / 2])
+            biases = np.concatenate([-biases / 2, biases / 2])
         # Expand to all classes so columns line up with class indices even if one is absent.
-        coef = np.full((self._n_classes, self._embeddings.shape[1]), 0.0, dtype=np.float32)
+        coef = np.full(shape, 0.0, dtype=np.float32)
         intercept = np.full(self._n_classes, -1e4, dtype=np.float32)
-        coef[model.classes_] = model.coef_
-        intercept[model.classes_] = model.intercept_
+        coef[model.classes_] = weights
+        intercept[model.classes_] = biases
         self._coef, self._intercept = coef, intercept
 
 

@@ -33,6 +33,13 @@ def write_corrections(
         raise DataFileError(f"--corrections {path} is the scored file; choose another path")
     if path.exists() and not overwrite:
         raise DataFileError(f"--corrections {path} already exists; pass --overwrite to replace it")
+    if source.guessed and len(source.text_columns) > 1:
+        shown = ", ".join(source.text_columns[:8])
+        raise DataFileError(
+            f"--corrections needs the text columns named: the file has several that hold text "
+            f"({shown}), and ids or notes must not become part of what mlmatch learns; pass the "
+            "columns you scored with -t, as to mlmatch score"
+        )
     header = [
         "row",
         *source.text_columns,
