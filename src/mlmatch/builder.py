@@ -34,9 +34,9 @@ from mlmatch.encoders import (
 )
 from mlmatch.errors import MissingExtraError
 from mlmatch.exemplars import ExemplarSet
-from mlmatch.index import ExemplarIndex, head_key, scoring_id
+from mlmatch.index import ExemplarIndex, calibration_key, head_key, scoring_id
 from mlmatch.pipeline.scoring import Aggregation
-from mlmatch.store import ArtifactStore, artifact_key
+from mlmatch.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def check_extras_ahead(
     linear = config.aggregation in (Aggregation.LINEAR, Aggregation.HYBRID)
     if linear and not store.has_arrays(head_key(model_id, exemplars.content_hash, use_none)):
         needs.append("fitting the scoring head")
-    scoring = scoring_id(config, use_none)
-    key = artifact_key("exemplar-calibration", model_id, exemplars.content_hash, scoring)
+    scoring = scoring_id(config.aggregation, config.k, use_none, config.description_weight)
+    key = calibration_key(model_id, exemplars.content_hash, scoring)
     if config.calibration is True and not store.has_arrays(key):
         needs.append("cross-fitting calibrated confidence")
     if needs:

@@ -24,7 +24,7 @@ from mlmatch.pipeline.scoring import LINEAR_C, Aggregation, Scorer
 from mlmatch.store import ArtifactStore, artifact_key
 from mlmatch.vectors import TextVectors
 
-__all__ = ["ExemplarIndex", "head_key", "scoring_id"]
+__all__ = ["ExemplarIndex", "calibration_key", "head_key", "scoring_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ class ExemplarIndex:
     def scoring_id(self) -> str:
         """The settings that shape the scores; a calibration holds only for the same ones."""
         s = self.scorer
-        return (
-            f"{s.aggregation.value}|k={s.k}|use_none={self.none_column is not None}"
-            f"|w={s.description_weight}|C={s.linear_c}"
-        )
+        return scoring_id(s.aggregation, s.k, self.none_column is not None, s.description_weight)
 
     def cross_fitted_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Each exemplar scored by a head fitted without its fold; and the true labels."""
@@ -119,26 +116,15 @@ class ExemplarIndex:
         """The store key of the fitted linear head (for the ``linear`` and ``hybrid`` scores)."""
         return head_key(model_id, self.exemplars.content_hash, self.none_column is not None)
 
-    def calibration_key(self, model_id: str) -> str:
-        """The store key of the confidence cross-fitted on the exemplars."""
-        # "exemplar-calibration", not "calibration": entries under the old name may hold a
-        # threshold fitted on someone's labelled texts (issue 11), and must never be read again.
-        return artifact_key(
-            "exemplar-calibration", model_id, self.exemplars.content_hash, self.scoring_id()
-        )
-
     def exemplar_calibration(self, model_id: str, store: ArtifactStore) -> Calibrator | None:
         """Confidence cross-fitted on the exemplars alone (stored; it carries no threshold)."""
-        key = self.calibration_key(model_id)
+        key = calibration_key(model_id, self.exemplars.content_hash, self.scoring_id())
         saved = store.load_arrays(key)
         if saved is None and self._small_layer():
             # A few exemplars on top of a large set barely move the scores: the base set's
             # cross-fitted calibration still holds (benchmarks/learn.py measures it).
-            saved = store.load_arrays(
-                artifact_key(
-                    "exemplar-calibration", model_id, self.exemplars.base, self.scoring_id()
-                )
-            )
+            base = calibration_key(model_id, self.exemplars.base, self.scoring_id())
+            saved = store.load_arrays(base)
         if saved is not None:
             try:
                 return Calibrator.from_arrays(saved)
@@ -198,12 +184,16 @@ def head_key(model_id: str, exemplars_hash: str, use_none: bool) -> str:
     return artifact_key("linear", model_id, exemplars_hash, f"use_none={use_none}", f"C={LINEAR_C}")
 
 
-def scoring_id(config: MatcherConfig, use_none: bool) -> str:
+def scoring_id(aggregation: Aggregation, k: int, use_none: bool, weight: float) -> str:
     """The settings that shape the scores; a calibration holds only for the same ones."""
-    return (
-        f"{config.aggregation.value}|k={config.k}|use_none={use_none}"
-        f"|w={config.description_weight}|C={LINEAR_C}"
-    )
+    return f"{aggregation.value}|k={k}|use_none={use_none}|w={weight}|C={LINEAR_C}"
+
+
+def calibration_key(model_id: str, exemplars_hash: str, scoring: str) -> str:
+    """The store key of the confidence cross-fitted on these exemplars with this model."""
+    # "exemplar-calibration", not "calibration": entries under the old name may hold a
+    # threshold fitted on someone's labelled texts (issue 11), and must never be read again.
+    return artifact_key("exemplar-calibration", model_id, exemplars_hash, scoring)
 
 
 def _embed(
