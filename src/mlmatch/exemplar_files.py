@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlmatch.errors import ExemplarError
-from mlmatch.files import write_atomically
+from mlmatch.files import replace_folder, write_atomically
 from mlmatch.labels import NONE_LABEL
 from mlmatch.models import Category, Tier
 from mlmatch.yamlfiles import read_yaml
@@ -332,9 +332,7 @@ def write_folder(
     if context:
         pool = {"before": list(context.before), "after": list(context.after)}
         _write_text(staging / CONTEXT_FILE, yaml.safe_dump(pool, allow_unicode=True))
-    if folder.exists():
-        folder.rmdir()
-    staging.rename(folder)
+    replace_folder(staging, folder)
 
 
 def _write_text(path: Path, text: str) -> None:

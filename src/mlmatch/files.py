@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from mlmatch.errors import DataFileError
 
-__all__ = ["CLOEXEC", "NOFOLLOW", "create_exclusive", "write_atomically"]
+__all__ = ["CLOEXEC", "NOFOLLOW", "create_exclusive", "replace_folder", "write_atomically"]
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -49,3 +51,26 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def replace_folder(work: Path, target: Path) -> None:
+    """Move the finished folder ``work`` to ``target``, setting aside what was there first.
+
+    A folder cannot be renamed over a full one, so the old one is moved aside, the new one moved
+    in, and the old one removed; if the move fails, the old one is put back.
+    """
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    had_old = target.exists() or target.is_symlink()
+    if had_old:
+        target.rename(old)
+    try:
+        work.rename(target)
+    except OSError:
+        if had_old:
+            old.rename(target)  # put the earlier output back
+        raise
+    if had_old:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)

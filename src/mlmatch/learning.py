@@ -15,7 +15,6 @@ The layer is written into a staging folder and swapped in whole: it is complete,
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -35,6 +34,7 @@ from mlmatch.exemplar_files import (
     write_layer,
 )
 from mlmatch.exemplars import NONE_LABEL, ExemplarSet, load_exemplars
+from mlmatch.files import replace_folder
 from mlmatch.io.formats import detect_format
 from mlmatch.io.rows import PREFIX, find_columns, join_cells, uninert
 from mlmatch.io.tables import open_reader
@@ -292,16 +292,12 @@ def _write(into: Path, corrections: Sequence[Correction]) -> None:
         by_label.setdefault(correction.label, []).append((correction.text, correction.source))
     into.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=into.parent, prefix=f".{into.name}.learning-"))
-    retired = staging.with_name(staging.name + ".old")
     try:
         write_layer(staging / "layer", {k: v for k, v in by_label.items() if v})
         (staging / "layer").chmod(0o755)  # mkdtemp's folders are private
-        if into.exists():
-            os.replace(into, retired)
-        os.replace(staging / "layer", into)
+        replace_folder(staging / "layer", into)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def check_layer_folder(into: Path) -> None:

@@ -25,6 +25,7 @@ import mlmatch.io.ray.files as ray_files
 from mlmatch import Calibration, CalibrationError, ExemplarSet, Matcher, MatcherConfig
 from mlmatch.cli import main
 from mlmatch.errors import DataFileError, MlmatchError
+from mlmatch.files import replace_folder
 from mlmatch.io.job import ScoreSummary
 from mlmatch.io.ray import DatasetScorer, score_dataset
 from mlmatch.io.rows import output_columns, score_records
@@ -293,7 +294,7 @@ def test_ray_output_folder_needs_overwrite_and_is_never_the_input(tmp_path: Path
             ray_files._output_folders(str(output), str(source / "a.csv"), overwrite=True)
     Path(work).mkdir()
     (Path(work) / "new.parquet").write_text("new")
-    ray_files._replace_folder(Path(work), Path(target))
+    replace_folder(Path(work), Path(target))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert [p.name for p in taken.iterdir()] == ["new.parquet"]
 

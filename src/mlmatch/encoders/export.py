@@ -26,6 +26,7 @@ from mlmatch.encoders.hf import offline, quiet_transformers
 from mlmatch.encoders.resolve import ARTIFACTS, BUNDLE_MANIFEST, EXPORT_FORMAT, SUFFIX, read_bundle
 from mlmatch.errors import ModelLoadError
 from mlmatch.extras import require
+from mlmatch.files import replace_folder
 from mlmatch.store import file_sha256
 
 if TYPE_CHECKING:
@@ -200,7 +201,6 @@ def export_bundle(
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    retired = work.with_name(work.name + "-old")
     try:
         (work / "export").mkdir()
         manifest: dict[str, Any] = export_onnx(model_path, work / "export")
@@ -224,12 +224,9 @@ def export_bundle(
         manifest["sha256"] = {name: file_sha256(work / "export" / name) for name in artifacts}
         (work / "export" / BUNDLE_MANIFEST).write_text(json.dumps(manifest, indent=2))
         (work / "export").chmod(0o755)  # a private temporary folder until now
-        if folder.exists():
-            os.replace(folder, retired)
-        os.replace(work / "export", folder)
+        replace_folder(work / "export", folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _write_variant(base: Path, tuned: Path, target: Path) -> None:

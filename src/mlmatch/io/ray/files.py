@@ -23,6 +23,7 @@ from mlmatch.config import MatcherConfig
 from mlmatch.encoders.base import available_cores
 from mlmatch.errors import DataFileError, MlmatchError
 from mlmatch.exemplars import NONE_LABEL
+from mlmatch.files import replace_folder
 from mlmatch.io.formats import Format
 from mlmatch.io.job import Engine, ScoreJob, ScoreSummary
 from mlmatch.io.ray.dataset import (
@@ -121,7 +122,7 @@ def run(
             "for inspection and was not moved to the output path"
         )
     if work != target:
-        _replace_folder(Path(work), Path(target))
+        replace_folder(Path(work), Path(target))
     seconds = time.perf_counter() - started
     return ScoreSummary(
         rows_out, errors, abstained, seconds, job.output_path, rows_read=rows_in, actors=actors
@@ -226,25 +227,6 @@ def _refuse_output_near_input(output_path: str, input_path: str) -> None:
             f"output {output_path} {where} the input {input_path}; mlmatch never writes over "
             "its input, so choose an output folder outside the input"
         )
-
-
-def _replace_folder(work: Path, target: Path) -> None:
-    """Move the finished ``work`` folder to ``target``, setting aside what was there first."""
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    had_old = target.exists() or target.is_symlink()
-    if had_old:
-        target.rename(old)
-    try:
-        work.rename(target)
-    except OSError:
-        if had_old:
-            old.rename(target)  # put the earlier output back
-        raise
-    if had_old:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
 
 
 # Reading and writing files is light next to encoding: those tasks reserve no CPU, so they run
