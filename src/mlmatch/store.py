@@ -57,6 +57,7 @@ __all__ = [
     "read_arrays",
     "read_manifest",
     "sha256_json",
+    "stat_key",
     "warn_unwritable",
     "write_arrays",
     "write_manifest",
@@ -101,12 +102,29 @@ def artifact_key(kind: str, *parts: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file's bytes, read once per process while the file stays as it was.
+
+    The file is read again whenever its size, modification time or inode changed, so an edited
+    file is never taken for the one hashed before; a process that checks the shipped model twice
+    (the extras check, then the load) reads its 59 MB once.
+    """
+    info = path.stat()
+    key = stat_key(path, info)
+    if key not in _HASHED:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
+
+
+def stat_key(path: Path, info: os.stat_result) -> str:
+    """What identifies a file's content as long as nobody rewrites it in place with its times."""
+    return f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ino}"
+
+
+_HASHED: dict[str, str] = {}
 
 
 def sha256_json(value: Any) -> str:

@@ -19,7 +19,13 @@ from mlmatch.encoders.base import DEFAULT_MODEL
 from mlmatch.errors import ModelLoadError
 from mlmatch.extras import require
 from mlmatch.files import write_atomically
-from mlmatch.store import ArtifactStore, check_files, default_cache_dir, file_sha256
+from mlmatch.store import (
+    ArtifactStore,
+    check_files,
+    default_cache_dir,
+    file_sha256,
+    stat_key,
+)
 
 if TYPE_CHECKING:
     from mlmatch.adapter import Adapter
@@ -172,29 +178,22 @@ def content_digest(folder: Path) -> str:
 
 
 def _file_digest(file: Path) -> str:
-    info = file.stat()
-    key = f"{file.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ino}"
-    if key in _DIGESTS:
-        return _DIGESTS[key]
+    """The file's SHA-256, remembered beside the cache between processes (by its stat key)."""
+    key = stat_key(file, file.stat())
     memo = default_cache_dir() / "digests" / hashlib.sha256(key.encode()).hexdigest()[:32]
     try:
         value = memo.read_text(encoding="ascii").strip()
         if len(value) == 64:
-            _DIGESTS[key] = value
             return value
     except OSError:
         pass
     value = file_sha256(file)
-    _DIGESTS[key] = value
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(memo, lambda handle: handle.write(value.encode("ascii")))
     except OSError:
         pass  # only a memo: the next start hashes the file again
     return value
-
-
-_DIGESTS: dict[str, str] = {}
 
 
 def read_bundle(folder: Path) -> tuple[dict[str, Any], str | None]:
